@@ -1,0 +1,205 @@
+"""The one exception tree of sippet_async, split by what the caller should do.
+
+```
+SippetError
+├── UsageError (also ValueError)   bad arguments or config, raised before any I/O
+├── ClientClosedError              the client was used after aclose()
+├── TransportError                 connection failed / reset / timed out
+│   └── TransportTimeoutError      also a builtin TimeoutError
+├── ProtocolError                  a reply that is not a valid envelope
+│   └── ResponseTooLargeError      the reply exceeded the client's size cap
+├── AuthenticationError            HTTP 401/403, authentication_failed / invalid_token
+├── RateLimitError                 HTTP 429; .retry_after
+├── ServerError                    HTTP 5xx; .status, .retry_after
+├── OutcomeUnknownError            a write failed after it may have executed
+└── RpcError                       success: false; .errors, .action
+    ├── NotFoundError              not_found
+    ├── ForbiddenError             forbidden, forbidden_field
+    ├── ActionNotFoundError        action_not_found
+    └── InvalidInputError          validation and request-shape errors (PROTOCOL.md §6.4)
+```
+
+No aiohttp or msgspec exception ever reaches a caller: the transport and the protocol
+module translate them here, chained with ``from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from sippet_async._models import ErrorItem
+
+__all__ = [
+    "ActionNotFoundError",
+    "AuthenticationError",
+    "ClientClosedError",
+    "ForbiddenError",
+    "InvalidInputError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "ProtocolError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "RpcError",
+    "ServerError",
+    "SippetError",
+    "TransportError",
+    "TransportTimeoutError",
+    "UsageError",
+    "rpc_error_for",
+]
+
+
+class SippetError(Exception):
+    """Base class of every error raised by sippet_async."""
+
+
+class UsageError(SippetError, ValueError):
+    """An argument or a config value is wrong; raised before any I/O."""
+
+
+class ClientClosedError(SippetError, RuntimeError):
+    """The client was used after ``aclose()``."""
+
+
+class TransportError(SippetError):
+    """The HTTP exchange failed: connection refused, reset, DNS failure or timeout.
+
+    ``sent`` says whether the request may have reached the server: ``False`` only when the
+    failure provably happened before any byte was written (refused, DNS, connect timeout).
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class TransportTimeoutError(TransportError, TimeoutError):
+    """A connect, read or total timeout expired."""
+
+
+class ProtocolError(SippetError):
+    """The server's reply is not a valid Sippet envelope (or has an unexpected status)."""
+
+    def __init__(self, message: str, *, status: int | None = None, path: str = "$") -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
+
+
+class ResponseTooLargeError(ProtocolError):
+    """The reply body exceeded the client's ``max_response_bytes``; it was not read."""
+
+
+class AuthenticationError(SippetError):
+    """The API key was rejected (HTTP 401/403 or an authentication error item)."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 errors: Sequence[ErrorItem] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = tuple(errors)
+
+
+class RateLimitError(SippetError):
+    """HTTP 429. ``retry_after`` is the server's wait in seconds, or ``None`` if absent."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerError(SippetError):
+    """HTTP 5xx. ``status`` is the code; ``retry_after`` is set when a 503 carries one."""
+
+    def __init__(self, message: str, *, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class OutcomeUnknownError(SippetError):
+    """A write failed in a way that leaves unknown whether it executed; it was not re-sent.
+
+    The underlying failure is ``__cause__``. Reconcile (look the record up) before retrying.
+    """
+
+    def __init__(self, message: str, *, action: str) -> None:
+        super().__init__(message)
+        self.action = action
+
+
+class RpcError(SippetError):
+    """The server answered ``success: false``. ``errors`` holds every item it sent."""
+
+    def __init__(self, action: str, errors: Sequence[ErrorItem]) -> None:
+        self.action = action
+        self.errors: tuple[ErrorItem, ...] = tuple(errors)
+        super().__init__(_summary(action, self.errors))
+
+    @property
+    def first(self) -> ErrorItem | None:
+        """The first error item, the one ``str(error)`` describes."""
+        return self.errors[0] if self.errors else None
+
+
+class NotFoundError(RpcError):
+    """The record does not exist (``not_found``)."""
+
+
+class ForbiddenError(RpcError):
+    """The key may not do this (``forbidden``, ``forbidden_field``)."""
+
+
+class ActionNotFoundError(RpcError):
+    """No RPC action has this name (``action_not_found``)."""
+
+
+class InvalidInputError(RpcError):
+    """The input or the request shape was rejected (validation and §6.4 request errors)."""
+
+
+def _summary(action: str, errors: Sequence[ErrorItem]) -> str:
+    if not errors:
+        return f"{action}: the server reported failure without details"
+    first = errors[0]
+    label = first.type or first.code or "error"
+    where = f" ({', '.join(first.fields)})" if first.fields else ""
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{action}: {label}: {first.render()}{where}{more}"
+
+
+# PROTOCOL.md §6.4: which error item types select which subclass.
+_NOT_FOUND: Final = frozenset({"not_found"})
+_FORBIDDEN: Final = frozenset({"forbidden", "forbidden_field", "load_not_allowed", "load_denied"})
+_ACTION_NOT_FOUND: Final = frozenset({"action_not_found"})
+_AUTH: Final = frozenset({"authentication_failed", "invalid_token"})
+_INVALID_INPUT: Final = frozenset({
+    "required", "invalid_attribute", "invalid_argument", "invalid_changes", "invalid_query",
+    "invalid_keyset", "invalid_page", "invalid_primary_key",
+    "missing_required_parameter", "invalid_input_format", "invalid_fields_type",
+    "empty_fields_array", "invalid_pagination", "unknown_field", "unknown_map_field",
+    "unknown_union_field", "invalid_field_format", "invalid_calculation_args",
+    "requires_field_selection", "invalid_field_selection", "field_does_not_support_nesting",
+    "duplicate_field", "unsupported_field_combination", "invalid_union_input",
+    "missing_identity", "invalid_identity", "missing_required_input",
+    "unexpected_get_by_fields", "field_validation_error", "tenant_required",
+})
+
+
+def rpc_error_for(action: str, errors: Sequence[ErrorItem]) -> SippetError:
+    """Pick the exception for a ``success: false`` envelope, by its first typed item."""
+    kind = next((e.type for e in errors if e.type), None)
+    if kind in _AUTH:
+        return AuthenticationError(_summary(action, errors), errors=errors)
+    if kind in _NOT_FOUND:
+        return NotFoundError(action, errors)
+    if kind in _FORBIDDEN:
+        return ForbiddenError(action, errors)
+    if kind in _ACTION_NOT_FOUND:
+        return ActionNotFoundError(action, errors)
+    if kind in _INVALID_INPUT:
+        return InvalidInputError(action, errors)
+    return RpcError(action, errors)

@@ -1,0 +1,142 @@
+"""msgspec Structs for every wire shape: the request, the envelope, error items, pages.
+
+Outgoing structs are strict (frozen, keyword-only, omit what was not given); incoming ones
+ignore unknown keys and default whatever may be missing (PROTOCOL.md §12.3: be liberal).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+__all__ = [
+    "ErrorItem",
+    "KeysetPage",
+    "OffsetPage",
+    "RpcRequest",
+    "RunResult",
+    "ValidationResult",
+]
+
+T = TypeVar("T")
+
+_PLACEHOLDER = re.compile(r"%\{([A-Za-z0-9_]+)\}")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class RpcRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
+    """One RPC payload, exactly the keys of PROTOCOL.md §3.1 that the caller gave."""
+
+    action: str
+    input: Any = msgspec.UNSET
+    identity: Any = msgspec.UNSET
+    fields: Any = msgspec.UNSET
+    filter: Any = msgspec.UNSET
+    sort: Any = msgspec.UNSET
+    page: Any = msgspec.UNSET
+    metadata_fields: Any = msgspec.UNSET
+    get_by: Any = msgspec.UNSET
+    tenant: Any = msgspec.UNSET
+
+
+class ErrorItem(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One item of an envelope's ``errors`` (PROTOCOL.md §6.2, §6.3); every key may be absent.
+
+    ``render()`` gives the message with its ``%{placeholders}`` filled from ``vars``.
+    """
+
+    type: str | None = None
+    code: str | None = None
+    message: str = ""
+    short_message: str = ""
+    vars: dict[str, Any] = {}
+    fields: tuple[str, ...] = ()
+    path: tuple[Any, ...] = ()
+    details: dict[str, Any] | None = None
+    error_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``type``, falling back to ``code`` for the untyped internal errors of §6.3."""
+        return self.type or self.code or "unknown_error"
+
+    def render(self) -> str:
+        """The message with ``%{name}`` filled from ``vars``.
+
+        Placeholders are snake_case while ``vars`` keys are camelCased (§6.2), so both
+        spellings are tried; an unknown placeholder is left as it is.
+        """
+        if not self.message:
+            return self.short_message or self.kind
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            for key in (name, _camel(name)):
+                if key in self.vars:
+                    value = self.vars[key]
+                    if isinstance(value, list):
+                        return ", ".join(str(v) for v in value)
+                    return str(value)
+            return match.group(0)
+
+        return _PLACEHOLDER.sub(fill, self.message)
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    """The reply to every RPC: ``data`` stays raw until the caller's type is known."""
+
+    success: bool
+    data: msgspec.Raw = msgspec.Raw(b"")
+    errors: list[ErrorItem] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class RunResult(msgspec.Struct, Generic[T], frozen=True):
+    """``data`` plus the top-level ``metadata`` a mutation may return (§3.6)."""
+
+    data: T
+    metadata: dict[str, Any] | None = None
+
+
+class ValidationResult(msgspec.Struct, frozen=True):
+    """What ``/validate`` said: ``ok`` and, when not ok, the ``errors``."""
+
+    ok: bool
+    errors: tuple[ErrorItem, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class OffsetPage(msgspec.Struct, Generic[T], frozen=True, tag="offset", tag_field="type",
+                 rename="camel"):
+    """An offset page (§5.2)."""
+
+    results: list[T]
+    has_more: bool = False
+    limit: int | None = None
+    offset: int = 0
+    count: int | None = None
+
+
+class KeysetPage(msgspec.Struct, Generic[T], frozen=True, tag="keyset", tag_field="type",
+                 rename="camel"):
+    """A keyset page (§5.3); cursors are opaque and passed back unchanged."""
+
+    results: list[T]
+    has_more: bool = False
+    limit: int | None = None
+    after: str | None = None
+    before: str | None = None
+    count: int | None = None
+    previous_page: str | None = None
+    next_page: str | None = None
+
+
+PageType = Literal["offset", "keyset", "list"]
