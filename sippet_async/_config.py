@@ -91,8 +91,17 @@ class Timeouts:
     def __post_init__(self) -> None:
         for name in ("connect", "read", "total"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 raise UsageError(f"timeout {name} must be a positive number, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _validate_base_url(url: str) -> str:
@@ -100,8 +109,11 @@ def _validate_base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"base_url must be an http(s) URL with a host, got {url!r}")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise UsageError(f"base_url must not carry a query, fragment or credentials: {url!r}")
+    if parts.username or parts.password:
+        # The URL itself is a credential here: never echo it.
+        raise UsageError("base_url must not carry credentials (user:password@)")
+    if parts.query or parts.fragment:
+        raise UsageError(f"base_url must not carry a query or fragment: {url!r}")
     try:
         parts.port  # noqa: B018 - raises on a non-numeric or out-of-range port
     except ValueError as exc:
@@ -123,9 +135,9 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", _validate_base_url(self.base_url))
-        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
+        if not _is_int(self.max_concurrency) or self.max_concurrency < 1:
             raise UsageError(f"max_concurrency must be an int >= 1, got {self.max_concurrency!r}")
-        if not isinstance(self.max_response_bytes, int) or self.max_response_bytes < 1024:
+        if not _is_int(self.max_response_bytes) or self.max_response_bytes < 1024:
             raise UsageError(
                 f"max_response_bytes must be an int >= 1024, got {self.max_response_bytes!r}"
             )

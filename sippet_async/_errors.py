@@ -191,7 +191,10 @@ _INVALID_INPUT: Final = frozenset({
 
 def rpc_error_for(action: str, errors: Sequence[ErrorItem]) -> SippetError:
     """Pick the exception for a ``success: false`` envelope, by its first typed item."""
-    kind = next((e.type for e in errors if e.type), None)
+    # An item may lack ``type``; only then does a ``code`` name it (PROTOCOL.md §6.3, §12.3).
+    kind = next((e.type for e in errors if e.type), None) or next(
+        (e.code for e in errors if e.code), None
+    )
     if kind in _AUTH:
         return AuthenticationError(_summary(action, errors), errors=errors)
     if kind in _NOT_FOUND:

@@ -1,0 +1,204 @@
+"""The pure layer (_protocol, _models, _errors, _config) imports no network or event-loop code.
+
+Why two checks, and why not simply ``python -c "import sippet_async._protocol"``: importing
+any submodule first runs the package ``__init__``, which re-exports the client and so
+imports aiohttp and asyncio. That one-liner would always fail and prove nothing about the
+pure modules. So:
+
+1. **Static (the rule itself).** Parse the pure modules with ``ast`` and follow every
+   import that stays inside ``sippet_async`` (absolute or relative, including
+   ``from sippet_async import x``, which means running ``__init__``), transitively. No module
+   reached may import aiohttp, asyncio, socket, ssl or other I/O modules, anywhere in its
+   source (``TYPE_CHECKING`` blocks and function bodies included: a type-only import of
+   aiohttp in the protocol layer is already a layering mistake). The pure modules also
+   contain no ``async``/``await``. This checks what we write; it cannot see inside
+   third-party packages.
+2. **Runtime (what actually gets loaded).** In a fresh interpreter, register a bare
+   ``sippet_async`` package object (its ``__path__`` only, so ``__init__`` does not run),
+   import the four pure modules for real, and assert aiohttp and asyncio were not loaded.
+   This covers third-party imports (msgspec) and any import the AST walk could not see.
+   ``socket`` is *not* asserted here: the standard library's ``email.utils`` (used to parse
+   HTTP-dates in ``Retry-After``) imports it for ``make_msgid``; that is not network I/O by
+   this package, which is why socket/ssl are a static rule on our own imports.
+
+Both checks are themselves checked: the static walk must flag ``_transport`` and
+``_client``, and the runtime probe must see asyncio when asked to import ``_transport``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+PACKAGE: Final = "sippet_async"
+PACKAGE_DIR: Final = Path(__file__).resolve().parents[1] / PACKAGE
+PURE: Final = ("_protocol", "_models", "_errors", "_config")
+# Network, TLS and event-loop modules; a dotted entry also forbids its submodules.
+FORBIDDEN: Final = (
+    "aiohttp",
+    "asyncio",
+    "socket",
+    "ssl",
+    "selectors",
+    "select",
+    "uvloop",
+    "anyio",
+    "http.client",
+    "urllib.request",
+    "aiolimiter",
+    "yarl",
+    "multidict",
+)
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of a ``sippet_async`` module, or None if it is not one."""
+    if module != PACKAGE and not module.startswith(PACKAGE + "."):
+        return None
+    parts = module.split(".")[1:]
+    candidates = [PACKAGE_DIR.joinpath(*parts, "__init__.py")]
+    if parts:
+        candidates.append(PACKAGE_DIR.joinpath(*parts[:-1], parts[-1] + ".py"))
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def _package_of(module: str, path: Path) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _imports(module: str) -> list[str]:
+    """Every module name ``module``'s source imports, resolved to absolute dotted names."""
+    path = _module_file(module)
+    assert path is not None, module
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = _package_of(module, path)
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            found.append(target)
+            # ``from pkg import name`` may name a submodule: follow it if it is one.
+            found.extend(
+                f"{target}.{alias.name}"
+                for alias in node.names
+                if _module_file(f"{target}.{alias.name}") is not None
+            )
+    return found
+
+
+def _is_forbidden(name: str) -> bool:
+    return any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)
+
+
+def _violations(start: str) -> list[str]:
+    """Import chains from ``start`` to a forbidden module, following package imports."""
+    seen: set[str] = set()
+    stack: list[tuple[str, tuple[str, ...]]] = [(start, (start,))]
+    bad: list[str] = []
+    while stack:
+        module, chain = stack.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        for name in _imports(module):
+            if _is_forbidden(name):
+                bad.append(" -> ".join((*chain, name)))
+            elif _module_file(name) is not None:
+                stack.append((name, (*chain, name)))
+            else:
+                # A package module we cannot find would silently end the walk.
+                assert not name.startswith(PACKAGE + "."), name
+    return sorted(bad)
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_pure_module_imports_no_network_code(name: str) -> None:
+    """No import chain from a pure module (within the package) reaches network/loop code."""
+    assert _violations(f"{PACKAGE}.{name}") == []
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_pure_module_has_no_async_code(name: str) -> None:
+    """The pure modules define no coroutine and await nothing (sans-I/O)."""
+    path = _module_file(f"{PACKAGE}.{name}")
+    assert path is not None
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    async_nodes = (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)
+    found = [f"{type(n).__name__}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, async_nodes)]
+    assert found == []
+
+
+@pytest.mark.parametrize(("name", "culprit"), [("_transport", "aiohttp"), ("_client", "asyncio")])
+def test_static_walk_detects_network_imports(name: str, culprit: str) -> None:
+    """The walker is not vacuous: it flags the modules that do talk to the network."""
+    assert any(chain.endswith(f"-> {culprit}") for chain in _violations(f"{PACKAGE}.{name}"))
+
+
+def test_static_walk_follows_the_package_root() -> None:
+    """``from sippet_async import x`` counts as importing __init__ (which loads the client)."""
+    assert f"{PACKAGE}" in _imports(f"{PACKAGE}._transport")
+    assert _violations(PACKAGE)
+
+
+_PROBE: Final = """
+import importlib, json, sys, types
+root = types.ModuleType({package!r})
+root.__path__ = [sys.argv[1]]  # a bare package: its __init__ never runs
+root.__version__ = "0+probe"  # the one name _transport takes from the package root
+sys.modules[{package!r}] = root
+before = set(sys.modules)
+for name in sys.argv[2:]:
+    importlib.import_module({package!r} + "." + name)
+print(json.dumps({{"before": sorted(before), "after": sorted(sys.modules),
+                  "init_ran": hasattr(root, "SippetClient")}}))
+"""
+
+
+def _probe(*modules: str) -> dict[str, object]:
+    """Import ``modules`` in a fresh interpreter, bypassing the package __init__."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(package=PACKAGE), str(PACKAGE_DIR), *modules],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_importing_the_pure_modules_loads_no_aiohttp_or_asyncio() -> None:
+    """At runtime the pure modules (and msgspec under them) load neither aiohttp nor asyncio."""
+    result = _probe(*PURE)
+    assert result["init_ran"] is False
+    before, after = result["before"], result["after"]
+    assert isinstance(before, list)
+    assert isinstance(after, list)
+    preloaded = [m for m in before if m.split(".")[0] in ("aiohttp", "asyncio")]
+    if preloaded:  # a site hook already imported them: this probe cannot tell anything
+        pytest.skip(f"the interpreter preloads {preloaded}")
+    assert {f"{PACKAGE}.{name}" for name in PURE} <= set(after)
+    assert [m for m in after if m.split(".")[0] in ("aiohttp", "asyncio")] == []
+    assert f"{PACKAGE}._transport" not in after
+    assert f"{PACKAGE}._client" not in after
+
+
+def test_runtime_probe_sees_network_imports() -> None:
+    """The probe is not vacuous: importing the transport does load aiohttp and asyncio."""
+    after = _probe("_transport")["after"]
+    assert isinstance(after, list)
+    assert "aiohttp" in after
+    assert "asyncio" in after
