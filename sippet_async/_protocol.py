@@ -33,12 +33,14 @@ __all__ = [
     "VALIDATE_PATH",
     "HttpRequest",
     "HttpResponse",
+    "RateLimitHint",
     "decode_run",
     "decode_validate",
     "encode_payload",
     "error_for_status",
     "header",
     "is_read_action",
+    "parse_rate_limit",
     "parse_retry_after",
 ]
 
@@ -54,8 +56,12 @@ _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
 _ANY: Final = msgspec.json.Decoder()
 _MSGSPEC_PATH: Final = re.compile(r"at `(\$[^`]*)`")
 # Decoding failures msgspec can raise on hostile bytes: malformed JSON, wrong shapes,
-# out-of-range numbers (DecodeError/ValidationError) and deep nesting (RecursionError).
-_DECODE_FAILURES: Final = (msgspec.DecodeError, RecursionError)
+# out-of-range numbers (DecodeError/ValidationError), deep nesting (RecursionError) and
+# invalid UTF-8 inside a string (UnicodeDecodeError, not a DecodeError) (§12.2).
+_DECODE_FAILURES: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+# RFC 9110 delta-seconds are digits; §12.1 also allows a decimal. float() alone would
+# accept "1_000", "+5", "1e3", "inf", which are malformed and so count as absent.
+_DELTA_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +112,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     text = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(text):
         seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -160,7 +163,8 @@ def decode_run(action: str, response: HttpResponse, type: type[T] | None = None)
     try:
         data = _decoder_for(cast(Any, type)).decode(raw)
     except _DECODE_FAILURES as exc:
-        raise _protocol_error(action, "data does not match the expected type", exc) from exc
+        raise _protocol_error(action, "data does not match the expected type", exc,
+                              root="$.data") from exc
     return RunResult(data=data, metadata=envelope.metadata)
 
 
@@ -202,14 +206,113 @@ def _try_error_items(body: bytes) -> tuple[ErrorItem, ...]:
     return tuple(envelope.errors or ())
 
 
-def _protocol_error(action: str, what: str, exc: BaseException) -> ProtocolError:
-    reason = str(exc) if isinstance(exc, msgspec.DecodeError) else "nesting too deep"
+def _protocol_error(action: str, what: str, exc: BaseException, *, root: str = "$",
+                    ) -> ProtocolError:
+    """A ProtocolError whose ``path`` is relative to the whole body (``root`` is where
+    the decoded document sits in it: ``$`` for the envelope, ``$.data`` for the data)."""
+    if isinstance(exc, RecursionError):
+        reason = "nesting too deep"
+    elif isinstance(exc, UnicodeDecodeError):
+        reason = "invalid UTF-8"
+    else:
+        reason = str(exc)
     found = _MSGSPEC_PATH.search(reason)
-    return ProtocolError(f"{action}: {what}: {reason}", status=200,
-                         path=found.group(1) if found else "$")
+    path = root + found.group(1)[1:] if found else root
+    return ProtocolError(f"{action}: {what}: {reason}", status=200, path=path)
 
 
 @functools.lru_cache(maxsize=256)
 def _decoder_for(type: Any) -> msgspec.json.Decoder[Any]:
     """Decoders are built once per target type and reused."""
     return _ANY if type is None else msgspec.json.Decoder(type)
+
+
+# -- rate-limit hints (§12.1) -----------------------------------------------------------
+
+# A "reset" beyond a day is an epoch timestamp (another convention) or nonsense: absent.
+_HINT_MAX_RESET: Final = 86_400.0
+_HINT_INT: Final = re.compile(r"[0-9]{1,12}")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitHint:
+    """What a reply's ``RateLimit-*`` headers say about the current window (§12.1).
+
+    ``remaining`` requests are left until the window resets in ``reset`` seconds; ``limit``
+    is the window's quota when the server sends it.
+    """
+
+    remaining: int
+    reset: float
+    limit: int | None = None
+
+
+def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitHint | None:
+    """The rate-limit hint of a reply, or None when absent or malformed (§12.1).
+
+    Reads the split form (``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset``)
+    and the IETF ``RateLimit`` header, either ``limit=10, remaining=5, reset=3`` or
+    ``"policy";r=5;t=3`` (the quota then comes from ``RateLimit-Policy: "policy";q=10``).
+    """
+    found: dict[str, str] = {}
+    for name, value in headers.items():  # one pass: most replies carry no hint at all
+        if name[:9].lower() == "ratelimit":
+            found[name.lower()] = value
+    if not found:
+        return None
+    remaining = _hint_int(found.get("ratelimit-remaining"))
+    reset = _hint_seconds(found.get("ratelimit-reset"))
+    if remaining is not None and reset is not None:
+        limit = _hint_int(found.get("ratelimit-limit"))
+        return _checked_hint(remaining, reset, limit)
+    combined = found.get("ratelimit")
+    if combined is None:
+        return None
+    params = _hint_params(combined)
+    if params is None:
+        return None
+    if "r" in params or "t" in params:  # the structured-field form of the later drafts
+        policy = _hint_params(found.get("ratelimit-policy", ""))
+        limit = _hint_int((policy or {}).get("q"))
+        return _checked_hint(_hint_int(params.get("r")), _hint_seconds(params.get("t")), limit)
+    return _checked_hint(_hint_int(params.get("remaining")),
+                         _hint_seconds(params.get("reset")), _hint_int(params.get("limit")))
+
+
+def _checked_hint(remaining: int | None, reset: float | None,
+                  limit: int | None) -> RateLimitHint | None:
+    if remaining is None or reset is None or (limit is not None and remaining > limit):
+        return None
+    return RateLimitHint(remaining=remaining, reset=reset, limit=limit)
+
+
+def _hint_int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    return int(text) if _HINT_INT.fullmatch(text) else None
+
+
+def _hint_seconds(text: str | None) -> float | None:
+    if text is None or not _DELTA_SECONDS.fullmatch(text.strip()):
+        return None
+    seconds = float(text)
+    return seconds if seconds <= _HINT_MAX_RESET else None
+
+
+def _hint_params(text: str) -> dict[str, str] | None:
+    """``key=value`` pairs of the first list member (or of a comma-separated dictionary)."""
+    members = [member.strip() for member in text.split(",")]
+    if not members or not members[0]:
+        return None
+    if ";" in members[0] or members[0].startswith('"'):
+        pieces = members[0].split(";")[1:]  # skip the policy name
+    else:
+        pieces = members
+    params: dict[str, str] = {}
+    for piece in pieces:
+        key, sep, value = piece.partition("=")
+        if not sep:
+            return None
+        params[key.strip().lower()] = value.strip()
+    return params
