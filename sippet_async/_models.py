@@ -97,6 +97,14 @@ class Envelope(msgspec.Struct, frozen=True):
     metadata: dict[str, Any] | None = None
 
 
+class TypedEnvelope(msgspec.Struct, Generic[T], frozen=True):
+    """A success envelope whose ``data`` decodes straight into the caller's type."""
+
+    success: bool
+    data: T | msgspec.UnsetType = msgspec.UNSET
+    metadata: dict[str, Any] | None = None
+
+
 class RunResult(msgspec.Struct, Generic[T], frozen=True):
     """``data`` plus the top-level ``metadata`` a mutation may return (§3.6)."""
 

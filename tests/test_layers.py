@@ -38,7 +38,7 @@ import pytest
 
 PACKAGE: Final = "sippet_async"
 PACKAGE_DIR: Final = Path(__file__).resolve().parents[1] / PACKAGE
-PURE: Final = ("_protocol", "_models", "_errors", "_config")
+PURE: Final = ("_protocol", "_paging", "_models", "_errors", "_config")
 # Network, TLS and event-loop modules; a dotted entry also forbids its submodules.
 FORBIDDEN: Final = (
     "aiohttp",

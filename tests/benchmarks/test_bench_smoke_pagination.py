@@ -1,0 +1,48 @@
+"""Smoke runs of the pagination benchmarks at tiny sizes: they run and print their figures.
+
+The figures themselves are not asserted (speed targets live in the benchmarks, run by hand).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (not a package) by path."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while executing it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_decode_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_decode prints ns/record for every path and both target ratios."""
+    assert load("bench_decode").main(["--tiny"]) == 0
+    out = capsys.readouterr().out
+    for path in ("ours, typed (Contact)", "bare msgspec, same Struct", "msgspec into dicts",
+                 "json.loads + dataclasses"):
+        assert re.search(re.escape(path) + r"\s+\d+ ns/record", out), out
+    assert "ours typed / bare msgspec" in out
+    assert "json+dataclasses / ours typed" in out
+
+
+def test_bench_export_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_export runs all three modes exactly once and measures RSS per size."""
+    assert load("bench_export").main(["--tiny"]) == 0
+    out = capsys.readouterr().out
+    for mode in ("sequential walk", "prefetch (iter)", "concurrency=8"):
+        assert re.search(re.escape(mode) + r"\s+[\d,]+ records/s .* exactly once: yes", out), out
+    assert len(re.findall(r"records: peak\s+[\d.]+ MiB .* exactly once: yes", out)) == 2
+    assert "sk_test" not in out  # the key never appears in benchmark output
