@@ -1,0 +1,261 @@
+"""Per-request overhead of ``client.run`` next to bare aiohttp, naive aiohttp and httpx.
+
+Run by hand (figures are printed, nothing is asserted):
+
+    python benchmarks/bench_overhead.py                    # concurrency 1, 16, 64, 256
+    python benchmarks/bench_overhead.py --uvloop           # the same on asyncio and uvloop
+    python benchmarks/bench_overhead.py --seconds 5 --concurrency 64
+    python benchmarks/bench_overhead.py --tiny             # a quick smoke run
+
+The server is a minimal keep-alive HTTP/1.1 responder (raw asyncio protocol, on uvloop when
+installed) in its own process, answering every POST with the same tiny envelope, so the
+client's CPU is measured alone (``time.process_time`` of this process per request).
+
+Clients, each driven by ``concurrency`` tasks looping for ``--seconds``, in ``--rounds``
+interleaved rounds (the median round is reported, so background load hits all alike):
+
+* ``client.run``: SippetClient with its default retry policy (no failures happen, so no
+  retry runs), no rate limit, ``max_concurrency`` = concurrency;
+* ``bare aiohttp``: one pooled ``ClientSession``, pre-encoded body, ``resp.read()`` and a
+  msgspec envelope decode: the floor for an aiohttp client (no limiter, no retry);
+* ``naive aiohttp``: the same session with ``json=`` and ``await resp.json()``;
+* ``httpx``: ``httpx.AsyncClient`` with a pool of ``concurrency`` connections.
+
+Target (issue 4): ``client.run`` >= 0.90x the bare aiohttp loop, and ahead of the naive one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from sippet_async import RetryPolicy, SippetClient
+
+KEY = "sk_test_bench_overhead_0123456789"
+PAYLOAD = {"action": "get_contact", "input": {"id": "c1"}, "fields": ["id"]}
+REPLY = b'{"success":true,"data":{"id":"c1","fullName":"Ada"}}'
+_SERVER = r"""
+import asyncio, sys
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(sys.argv[1])).encode() + b"\r\n\r\n" + sys.argv[1].encode())
+
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        buffer = self.buffer + data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buffer[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0
+                              else None]) if at >= 0 else 0
+            if len(buffer) < end + 4 + length:
+                break
+            buffer = buffer[end + 4 + length:]
+            self.transport.write(RESPONSE)
+        self.buffer = buffer
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Http, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+Send = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: requests per second and client CPU per request."""
+
+    rps: float
+    cpu_us: float
+    requests: int
+
+
+@contextlib.contextmanager
+def fast_server() -> Iterator[str]:
+    """Start the responder in a subprocess; yield its base URL."""
+    proc = subprocess.Popen([sys.executable, "-c", _SERVER, REPLY.decode()],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def measure(send: Send, concurrency: int, seconds: float) -> Cell:
+    """Run ``concurrency`` loops of ``send`` for ``seconds``, after a warm-up that opens
+    every pooled connection (so no cell pays for connection setup)."""
+    for _ in range(2):
+        await asyncio.gather(*(send() for _ in range(concurrency)))
+    done = 0
+    stop = False
+
+    async def loop() -> None:
+        nonlocal done
+        while not stop:
+            await send()
+            done += 1
+
+    gc.collect()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    tasks = [asyncio.create_task(loop()) for _ in range(concurrency)]
+    await asyncio.sleep(seconds)
+    stop = True
+    await asyncio.gather(*tasks)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return Cell(rps=done / elapsed, cpu_us=cpu / max(done, 1) * 1e6, requests=done)
+
+
+async def bench_client(url: str, concurrency: int, seconds: float) -> Cell:
+    async with SippetClient(KEY, base_url=url, max_concurrency=concurrency,
+                            retry=RetryPolicy()) as client:
+        async def send() -> Any:
+            return await client.run("get_contact", input={"id": "c1"}, fields=["id"])
+        return await measure(send, concurrency, seconds)
+
+
+class _Envelope(msgspec.Struct):
+    success: bool
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+async def bench_bare(url: str, concurrency: int, seconds: float) -> Cell:
+    decoder = msgspec.json.Decoder(_Envelope)
+    data = msgspec.json.Decoder()
+    body = msgspec.json.encode(PAYLOAD)
+    headers = {"x-api-key": KEY, "content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        target = url + "/rpc/public/run"
+
+        async def send() -> Any:
+            async with session.post(target, data=body, headers=headers) as resp:
+                raw = await resp.read()
+            return data.decode(decoder.decode(raw).data)
+        return await measure(send, concurrency, seconds)
+
+
+async def bench_naive(url: str, concurrency: int, seconds: float) -> Cell:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) \
+            as session:
+        target = url + "/rpc/public/run"
+
+        async def send() -> Any:
+            async with session.post(target, json=PAYLOAD, headers={"x-api-key": KEY}) as resp:
+                return (await resp.json())["data"]
+        return await measure(send, concurrency, seconds)
+
+
+async def bench_httpx(url: str, concurrency: int, seconds: float) -> Cell:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits) as client:
+        async def send() -> Any:
+            resp = await client.post("/rpc/public/run", json=PAYLOAD, headers={"x-api-key": KEY})
+            return resp.json()["data"]
+        return await measure(send, concurrency, seconds)
+
+
+CLIENTS: dict[str, Callable[[str, int, float], Awaitable[Cell]]] = {
+    "client.run": bench_client,
+    "bare aiohttp": bench_bare,
+    "naive aiohttp": bench_naive,
+    "httpx": bench_httpx,
+}
+
+
+def median(cells: list[Cell]) -> Cell:
+    """The run with the median throughput."""
+    return sorted(cells, key=lambda cell: cell.rps)[len(cells) // 2]
+
+
+def run_loop(use_uvloop: bool, coro: Awaitable[Any]) -> Any:
+    """Run ``coro`` on asyncio's default loop or on uvloop."""
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def report(loop_name: str, concurrencies: Sequence[int],
+           results: dict[tuple[str, int], Cell]) -> None:
+    print(f"\n{loop_name}: requests/s (client CPU µs/request)")
+    print(f"{'client':<16}" + "".join(f"{'c=' + str(c):>22}" for c in concurrencies))
+    for name in CLIENTS:
+        cells = [results[name, c] for c in concurrencies]
+        print(f"{name:<16}" + "".join(f"{x.rps:>12,.0f} ({x.cpu_us:>5.0f} µs)" for x in cells))
+    ratios = [results["client.run", c].rps / results["bare aiohttp", c].rps
+              for c in concurrencies]
+    naive = [results["client.run", c].rps / results["naive aiohttp", c].rps
+             for c in concurrencies]
+    print(f"{'run / bare':<16}" + "".join(f"{r:>21.2f}x" for r in ratios)
+          + "   (target >= 0.90x)")
+    print(f"{'run / naive':<16}" + "".join(f"{r:>21.2f}x" for r in naive)
+          + "   (target > 1.00x)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--concurrency", default="1,16,64,256",
+                        help="comma-separated concurrency levels")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per cell")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds per cell; the median is reported")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="also run every cell on uvloop (reports both loops)")
+    parser.add_argument("--tiny", action="store_true", help="a quick smoke run")
+    args = parser.parse_args(argv)
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    seconds, rounds = args.seconds, args.rounds
+    if args.tiny:
+        concurrencies, seconds, rounds = [1, 4], 0.05, 1
+    loops = [False, True] if args.uvloop else [False]
+    print(f"bench_overhead: median of {rounds} x {seconds:g} s per cell, "
+          f"python {sys.version.split()[0]}, "
+          f"aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs; server in a subprocess")
+    with fast_server() as url:
+        for use_uvloop in loops:
+            runs: dict[tuple[str, int], list[Cell]] = {}
+            for concurrency in concurrencies:
+                for _ in range(rounds):  # interleaved, so background load hits all alike
+                    for name, bench in CLIENTS.items():
+                        runs.setdefault((name, concurrency), []).append(run_loop(
+                            use_uvloop, bench(url, concurrency, seconds)))
+            results = {key: median(cells) for key, cells in runs.items()}
+            report("uvloop" if use_uvloop else "asyncio", concurrencies, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

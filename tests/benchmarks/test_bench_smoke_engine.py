@@ -1,0 +1,48 @@
+"""Smoke runs of the request-engine benchmarks at tiny sizes: they run and print figures.
+
+The figures themselves are not asserted (speed targets live in the benchmarks, run by hand).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (not a package) by path."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while executing it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_overhead_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_overhead prints req/s and CPU/request for all four clients, and both ratios."""
+    assert load("bench_overhead").main(["--tiny"]) == 0
+    out = capsys.readouterr().out
+    for client in ("client.run", "bare aiohttp", "naive aiohttp", "httpx"):
+        assert re.search(re.escape(client) + r"\s+[\d,]+ \(\s*\d+ µs\)\s+[\d,]+ \(", out), out
+    assert re.search(r"run / bare\s+\d+\.\d\dx", out), out
+    assert "run / naive" in out
+    assert "sk_test" not in out  # the key never appears in benchmark output
+
+
+def test_bench_ratelimit_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_ratelimit prints achieved rate, worst window and 429s for the three limiters."""
+    assert load("bench_ratelimit").main(["--tiny"]) == 0
+    out = capsys.readouterr().out
+    for client in ("sippet_async", "aiolimiter default", "aiolimiter 90%"):
+        assert re.search(r"20\s+" + re.escape(client) + r"\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}"
+                         r"\s+\d+", out), out
+    assert "sk_test" not in out

@@ -1,0 +1,43 @@
+"""RateLimit-* hint parsing (PROTOCOL.md §12.1): every form read, malformed ones absent."""
+
+from __future__ import annotations
+
+import pytest
+
+from sippet_async._protocol import RateLimitHint, parse_rate_limit
+
+CASES: list[tuple[str, dict[str, str], RateLimitHint | None]] = [
+    ("none", {"Content-Type": "application/json"}, None),
+    ("split", {"RateLimit-Limit": "100", "RateLimit-Remaining": "7", "RateLimit-Reset": "3"},
+     RateLimitHint(remaining=7, reset=3.0, limit=100)),
+    ("split lower-case", {"ratelimit-remaining": "0", "ratelimit-reset": "1.5"},
+     RateLimitHint(remaining=0, reset=1.5)),
+    ("split, no limit", {"RateLimit-Remaining": "2", "RateLimit-Reset": "10"},
+     RateLimitHint(remaining=2, reset=10.0)),
+    ("ietf dictionary", {"RateLimit": "limit=10, remaining=4, reset=2"},
+     RateLimitHint(remaining=4, reset=2.0, limit=10)),
+    ("ietf structured", {"RateLimit": '"default";r=5;t=30',
+                         "RateLimit-Policy": '"default";q=100;w=60'},
+     RateLimitHint(remaining=5, reset=30.0, limit=100)),
+    ("ietf structured, no policy", {"RateLimit": '"burst";r=0;t=1'},
+     RateLimitHint(remaining=0, reset=1.0)),
+    ("reset not a number", {"RateLimit-Remaining": "0", "RateLimit-Reset": "soon"}, None),
+    ("negative remaining", {"RateLimit-Remaining": "-1", "RateLimit-Reset": "1"}, None),
+    ("fractional remaining", {"RateLimit-Remaining": "1.5", "RateLimit-Reset": "1"}, None),
+    ("remaining only", {"RateLimit-Remaining": "0"}, None),
+    ("epoch reset", {"RateLimit-Remaining": "0", "RateLimit-Reset": "1767225600"}, None),
+    ("remaining above limit", {"RateLimit-Limit": "5", "RateLimit-Remaining": "9",
+                               "RateLimit-Reset": "1"}, None),
+    ("exponent", {"RateLimit-Remaining": "1e3", "RateLimit-Reset": "1"}, None),
+    ("dictionary missing reset", {"RateLimit": "remaining=0"}, None),
+    ("garbage", {"RateLimit": ";;;"}, None),
+    ("empty", {"RateLimit": ""}, None),
+    ("structured garbage", {"RateLimit": '"x";r;t=1'}, None),
+]
+
+
+@pytest.mark.parametrize(("name", "headers", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_parse_rate_limit(name: str, headers: dict[str, str],
+                          expected: RateLimitHint | None) -> None:
+    """Each header set parses to the expected hint, or to None when malformed or absent."""
+    assert parse_rate_limit(headers) == expected

@@ -1,0 +1,210 @@
+"""The rate limiter, driven by a virtual clock: no rolling second above R, and >= 0.98 R.
+
+No test here waits: the loop's clock jumps to the next timer (with millisecond-rounded,
+noisy lateness, like epoll), so each property is checked on exact timestamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiolimiter import AsyncLimiter
+
+from sippet_async import Counters
+from sippet_async._limits import Limits, RateLimiter
+from sippet_async._protocol import HttpResponse
+
+from ._virtual import epoll_lateness, run_virtual, worst_window
+
+WORKERS = 64
+
+
+async def _drive(acquire: object, seconds: float, *, pause_at: float | None = None,
+                 pause_for: float = 0.0, workers: int = WORKERS) -> list[float]:
+    """``workers`` tasks acquire in a loop for ``seconds`` of virtual time; the grant times."""
+    loop = asyncio.get_running_loop()
+    granted: list[float] = []
+    paused = False
+
+    async def worker() -> None:
+        nonlocal paused
+        while loop.time() < seconds:
+            if pause_at is not None and not paused and loop.time() >= pause_at:
+                paused = True
+            if paused and loop.time() < pause_at + pause_for:  # type: ignore[operator]
+                await asyncio.sleep(pause_at + pause_for - loop.time())  # type: ignore[operator]
+                continue
+            await acquire()  # type: ignore[operator]
+            granted.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return [t for t in granted if t < seconds]
+
+
+@pytest.mark.parametrize("rate", [50, 200, 1000])
+def test_no_rolling_second_exceeds_r_and_throughput_is_at_least_98_percent(rate: int) -> None:
+    """From the very first request, every rolling second carries <= R, at >= 0.98 R."""
+    seconds = 4.0
+
+    async def main() -> list[float]:
+        return await _drive(RateLimiter(rate).acquire, seconds)
+
+    granted = run_virtual(main, epoll_lateness(seed=rate))
+    assert worst_window(granted) <= rate
+    assert len(granted) / seconds >= 0.98 * rate
+
+
+@pytest.mark.parametrize("rate", [50, 1000])
+def test_no_burst_after_a_pause(rate: int) -> None:
+    """After 2 s without requests, the first second of the restart still carries <= R."""
+
+    async def main() -> list[float]:
+        return await _drive(RateLimiter(rate).acquire, 6.0, pause_at=2.0, pause_for=2.0)
+
+    granted = run_virtual(main, epoll_lateness(seed=7))
+    assert worst_window(granted) <= rate
+    assert any(t >= 4.0 for t in granted)
+
+
+def test_aiolimiter_default_bursts_a_second_quota_which_the_check_detects() -> None:
+    """Contrast: aiolimiter's default (a bucket of R per second) lets ~2 R into one second."""
+    rate = 200
+
+    async def main() -> list[float]:
+        return await _drive(AsyncLimiter(rate, 1.0).acquire, 3.0)
+
+    granted = run_virtual(main, epoll_lateness(seed=1))
+    assert worst_window(granted) > 1.5 * rate
+
+
+def test_throttle_lowers_the_rate_and_success_raises_it_back() -> None:
+    """A 429 lowers the rate to 0.7 R at once (once per window); after a window of success it
+    climbs by 5% of R per half second, back to R."""
+    rate = 100
+
+    async def main() -> list[float]:
+        limiter = RateLimiter(rate)
+        rates = [limiter.rate]
+        limiter.throttled()
+        limiter.throttled()  # the same burst's other 429s: one decrease per window
+        rates.append(limiter.rate)
+        await asyncio.sleep(0.5)
+        limiter.succeeded()  # within the window of the decrease: no increase yet
+        rates.append(limiter.rate)
+        await asyncio.sleep(0.6)
+        for _ in range(8):
+            limiter.succeeded()
+            limiter.succeeded()  # more replies in the same half second change nothing
+            rates.append(limiter.rate)
+            await asyncio.sleep(0.5)
+        return rates
+
+    rates = run_virtual(main)
+    full = rates[0]
+    assert rates[1] == pytest.approx(0.7 * full, rel=0.02)
+    assert rates[2] == rates[1]
+    assert [round(r / full, 2) for r in rates[3:]] == [0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.0,
+                                                       1.0]
+
+
+def test_a_throttled_limiter_keeps_every_window_under_the_lowered_rate() -> None:
+    """After a 429, every rolling second carries <= 0.7 R."""
+    rate = 200
+
+    async def main() -> list[float]:
+        limiter = RateLimiter(rate)
+        limiter.throttled()
+        return await _drive(limiter.acquire, 3.0)
+
+    granted = run_virtual(main, epoll_lateness(seed=3))
+    assert worst_window(granted) <= 0.7 * rate
+    assert len(granted) / 3.0 >= 0.98 * 0.7 * rate
+
+
+def test_rates_below_one_per_second_space_requests() -> None:
+    """rate_limit=0.5 means one request per two seconds."""
+
+    async def main() -> list[float]:
+        return await _drive(RateLimiter(0.5).acquire, 10.0, workers=4)
+
+    granted = run_virtual(main)
+    assert worst_window(granted, width=2.0) <= 1
+    assert len(granted) >= 4
+
+
+def _limits(rate: float | None = 100) -> tuple[Limits, Counters, list[float]]:
+    counters = Counters()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limits = Limits(max_concurrency=4, rate_limit=rate, retry_after_cap=60.0, sleep=sleep,
+                    counters=counters)
+    return limits, counters, slept
+
+
+def _reply(status: int = 200, **headers: str) -> HttpResponse:
+    return HttpResponse(status=status, headers={k.replace("_", "-"): v
+                                                for k, v in headers.items()}, body=b"")
+
+
+def test_hints_that_leave_too_little_for_the_reset_slow_the_client() -> None:
+    """RateLimit-Remaining: 3 with 10 s to the reset (we would send ~985): rate x0.7."""
+
+    async def main() -> tuple[float, float, int]:
+        limits, counters, _ = _limits()
+        assert limits.limiter is not None
+        before = limits.limiter.rate
+        limits.observe("list_contacts", 1, _reply(RateLimit_Remaining="3", RateLimit_Reset="10"))
+        return before, limits.limiter.rate, counters.pauses
+
+    before, after, pauses = run_virtual(main)
+    assert after == pytest.approx(0.7 * before, rel=0.02)
+    assert pauses == 0
+
+
+def test_plentiful_hints_change_nothing() -> None:
+    """RateLimit-Remaining: 900 with 1 s to the reset: no slow-down, no pause."""
+
+    async def main() -> tuple[float, float]:
+        limits, _, _ = _limits()
+        assert limits.limiter is not None
+        before = limits.limiter.rate
+        limits.observe("list_contacts", 1, _reply(RateLimit_Remaining="900", RateLimit_Reset="1"))
+        return before, limits.limiter.rate
+
+    before, after = run_virtual(main)
+    assert after == before
+
+
+def test_a_429_pauses_the_gate_and_lowers_the_rate() -> None:
+    """A 429 with Retry-After: 2 closes the gate for 2 s, counts a 429 and a pause."""
+
+    async def main() -> tuple[bool, float, float, Counters, list[float]]:
+        limits, counters, slept = _limits()
+        assert limits.limiter is not None
+        before = limits.limiter.rate
+        limits.observe("create_call", 1, _reply(429, Retry_After="2"))
+        closed = limits.gate.closed()
+        await limits.admit("create_call")  # waits through the injected sleep
+        return closed, before, limits.limiter.rate, counters, slept
+
+    closed, before, after, counters, slept = run_virtual(main)
+    assert closed
+    assert after == pytest.approx(0.7 * before, rel=0.02)
+    assert (counters.rate_limited, counters.pauses) == (1, 1)
+    assert len(slept) == 1
+    assert 1.9 < slept[0] <= 2.0
+
+
+def test_without_a_rate_limit_the_gate_still_pauses() -> None:
+    """rate_limit=None: no limiter, but a 503 with Retry-After still holds requests back."""
+
+    async def main() -> tuple[bool, int]:
+        limits, counters, _ = _limits(rate=None)
+        limits.observe("list_contacts", 1, _reply(503, Retry_After="1"))
+        return limits.gate.closed(), counters.pauses
+
+    assert run_virtual(main) == (True, 1)

@@ -1,0 +1,74 @@
+"""Hooks, counters and logs show what the engine did, and never the key."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sippet_async import Counters, Hooks, OutcomeUnknownError
+from sippet_async.testing import FakeSippet, Reply
+
+from ._support import KEY, FakeSleep, Recorder, client_for, new_call
+
+
+async def test_hooks_see_each_attempt_retry_and_response(
+    server: FakeSippet, sleep: FakeSleep
+) -> None:
+    """on_request per attempt, on_retry with cause and wait, on_response with the status."""
+    server.push_reply(Reply(status=503, headers={"Retry-After": "1.5"}))
+    hooks = Recorder()
+    assert isinstance(hooks, Hooks)
+    async with client_for(server, sleep=sleep, hooks=hooks) as client:
+        await client.run("list_contacts", fields=["id"])
+    assert [(a, n) for a, n, _ in hooks.requests] == [("list_contacts", 1), ("list_contacts", 2)]
+    assert hooks.retries == [("list_contacts", 1, "503", 1.5)]
+    assert [(n, status) for _, n, status, _ in hooks.responses] == [(1, 503), (2, 200)]
+
+
+async def test_counters_add_up(server: FakeSippet, sleep: FakeSleep) -> None:
+    """requests, retries by cause, 429s, pauses and unknown outcomes after a scripted mix."""
+    for reply in (Reply(status=429, headers={"Retry-After": "1"}), Reply(status=502),
+                  Reply(status=500)):
+        server.push_reply(reply)
+    async with client_for(server, sleep=sleep) as client:
+        assert client.counters == Counters()
+        await client.run("list_contacts", fields=["id"])  # 429, 502, then 500 -> 4 attempts
+        server.push_reply(Reply(reset=True))
+        with pytest.raises(OutcomeUnknownError):
+            await client.run("create_call", input=new_call(1))
+        counters = client.counters
+    assert counters.requests == 5
+    assert counters.retries == {"429": 1, "502": 1, "500": 1}
+    assert counters.total_retries == 3
+    assert counters.rate_limited == 1
+    assert counters.pauses == 1
+    assert counters.unknown_outcomes == 1
+    assert counters.budget_refusals == 0
+
+
+async def test_retries_and_pauses_are_logged_with_action_attempt_cause_and_wait(
+    server: FakeSippet, sleep: FakeSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    """INFO records name the action, the attempt, the cause and the wait; never the key."""
+    server.push_reply(Reply(status=429, headers={"Retry-After": "2"}))
+    caplog.set_level(logging.INFO, logger="sippet_async")
+    async with client_for(server, sleep=sleep) as client:
+        await client.run("list_contacts", fields=["id"])
+    messages = [r.getMessage() for r in caplog.records if r.name == "sippet_async"]
+    assert "list_contacts: attempt 1 got HTTP 429 with Retry-After; pausing every request " \
+           "for 2.000s" in messages
+    assert "list_contacts: attempt 1 failed (429); retrying in 2.000s" in messages
+    assert KEY not in caplog.text
+
+
+async def test_a_hook_that_raises_fails_the_call_loudly(server: FakeSippet) -> None:
+    """Hooks run inline: an exception in one is not swallowed."""
+
+    class Broken(Recorder):
+        def on_request(self, action: str, attempt: int) -> None:
+            raise RuntimeError("metrics backend down")
+
+    async with client_for(server, hooks=Broken()) as client:
+        with pytest.raises(RuntimeError, match="metrics backend down"):
+            await client.run("list_contacts", fields=["id"])
