@@ -121,6 +121,10 @@ class AiohttpTransport:
                 f"({request.url}); raise max_response_bytes if this is expected",
                 status=resp.status,
             )
+        if resp.content_length is not None:
+            # Declared and within the cap: aiohttp stops at Content-Length, so one read
+            # is bounded (and cheaper than the chunk loop on every small reply).
+            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):
