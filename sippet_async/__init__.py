@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from sippet_async._bulk import BulkJob, BulkReport, Outcome
 from sippet_async._client import RequestKeys, SippetClient
 from sippet_async._config import ApiKey, ClientConfig, Timeouts
 from sippet_async._errors import (
@@ -30,27 +31,45 @@ from sippet_async._errors import (
     TransportTimeoutError,
     UsageError,
 )
+from sippet_async._hooks import Counters, Hooks
 from sippet_async._models import ErrorItem, KeysetPage, OffsetPage, RunResult, ValidationResult
+from sippet_async._pagination import RecordIterator
+from sippet_async._paging import Page, ResumeToken
+from sippet_async._resources import Call, Contact
+from sippet_async._retry import RetryPolicy
 from sippet_async._transport import AiohttpTransport, Transport
+from sippet_async._worker import CallWorker
 
 __all__ = [
     "ActionNotFoundError",
     "AiohttpTransport",
     "ApiKey",
     "AuthenticationError",
+    "BulkJob",
+    "BulkReport",
+    "Call",
+    "CallWorker",
     "ClientClosedError",
     "ClientConfig",
+    "Contact",
+    "Counters",
     "ErrorItem",
     "ForbiddenError",
+    "Hooks",
     "InvalidInputError",
     "KeysetPage",
     "NotFoundError",
     "OffsetPage",
+    "Outcome",
     "OutcomeUnknownError",
+    "Page",
     "ProtocolError",
     "RateLimitError",
+    "RecordIterator",
     "RequestKeys",
     "ResponseTooLargeError",
+    "ResumeToken",
+    "RetryPolicy",
     "RpcError",
     "RunResult",
     "ServerError",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import math
+import os
+from collections.abc import AsyncIterable, Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypedDict, TypeVar, Unpack, overload
 
 import msgspec
 
+from sippet_async import _bulk
 from sippet_async import _protocol as protocol
 from sippet_async._config import (
     DEFAULT_MAX_CONCURRENCY,
@@ -20,7 +23,18 @@ from sippet_async._config import (
     check_token,
 )
 from sippet_async._errors import ClientClosedError, UsageError
+from sippet_async._hooks import Counters, Hooks
+from sippet_async._limits import Limits
 from sippet_async._models import RpcRequest, RunResult, ValidationResult
+from sippet_async._pagination import RecordIterator, iterate
+from sippet_async._paging import ResumeToken
+from sippet_async._retry import (
+    DEFAULT_RETRY_AFTER_CAP,
+    CallState,
+    Retrier,
+    RetryPolicy,
+    check_seconds,
+)
 from sippet_async._transport import AiohttpTransport, Transport
 
 if TYPE_CHECKING:
@@ -68,6 +82,13 @@ class SippetClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         session: aiohttp.ClientSession | None = None,
         transport: Transport | None = None,
+        rate_limit: float | None = None,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, shared safely
+        idempotent_actions: Collection[str] = frozenset(),
+        honours_idempotency_key: bool = False,
+        retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
+        deadline: float | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         """Create a client; nothing is opened until the first request.
 
@@ -79,6 +100,18 @@ class SippetClient:
             max_response_bytes: larger replies are refused without being read.
             session: an ``aiohttp.ClientSession`` to borrow (never closed by the client).
             transport: a custom ``Transport`` (overrides ``session``).
+            rate_limit: requests per second; no rolling second ever carries more (retries
+                included). None: no client-side rate limit (429s still pause the client).
+            retry: attempts, backoff and retry budget; ``RetryPolicy(attempts=1)`` disables
+                retries.
+            idempotent_actions: writes that are safe to send twice (re-sent after any
+                transient failure, like reads).
+            honours_idempotency_key: the server replays the first result for a repeated
+                ``Idempotency-Key``, so a write sent with ``idempotency_key=`` may be re-sent.
+            retry_after_cap: a ``Retry-After`` above this many seconds raises
+                ``RateLimitError`` instead of waiting.
+            deadline: seconds each call may take in all, attempts and waits included.
+            hooks: callbacks on each request, retry and response (see ``Hooks``).
 
         Raises:
             UsageError: a missing key, a malformed base URL or a bad limit.
@@ -100,7 +133,28 @@ class SippetClient:
         }
         self._run_url: Final = cfg.base_url + protocol.RUN_PATH
         self._validate_url: Final = cfg.base_url + protocol.VALIDATE_PATH
-        self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        if not isinstance(retry, RetryPolicy):
+            raise UsageError(f"retry must be a RetryPolicy, got {retry!r}")
+        if isinstance(idempotent_actions, str) or not all(
+            isinstance(name, str) for name in idempotent_actions
+        ):
+            raise UsageError("idempotent_actions must be a collection of action names, "
+                             f"got {idempotent_actions!r}")
+        self._idempotent_actions: Final = frozenset(idempotent_actions)
+        self._honours_key: Final = bool(honours_idempotency_key)
+        self._deadline: Final = check_seconds("deadline", deadline)
+        if retry_after_cap is None:
+            raise UsageError("retry_after_cap must be a positive number of seconds "
+                             "(float('inf') to always wait as told), got None")
+        cap = check_seconds("retry_after_cap", retry_after_cap)
+        cap = math.inf if cap is None else cap  # inf: always wait as told
+        self._counters: Final = Counters()
+        self._limits: Final = Limits(
+            max_concurrency=cfg.max_concurrency, rate_limit=rate_limit, retry_after_cap=cap,
+            sleep=retry.sleep or asyncio.sleep, counters=self._counters,
+        )
+        self._retrier: Final = Retrier(retry, retry_after_cap=cap, counters=self._counters,
+                                       hooks=hooks)
         self._closed = False
 
     @property
@@ -112,6 +166,12 @@ class SippetClient:
     def closed(self) -> bool:
         """True once ``aclose()`` has run."""
         return self._closed
+
+    @property
+    def counters(self) -> Counters:
+        """Live counts of requests, retries by cause, 429s, pauses, budget refusals and
+        unknown outcomes."""
+        return self._counters
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -139,14 +199,22 @@ class SippetClient:
     # -- public calls -----------------------------------------------------------------
 
     @overload
-    async def run(self, action: str, *, type: type[T], **keys: Unpack[RequestKeys]) -> T: ...
+    async def run(
+        self, action: str, *, type: type[T], idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
+    ) -> T: ...
     @overload
     async def run(
-        self, action: str, *, type: None = None, **keys: Unpack[RequestKeys]
+        self, action: str, *, type: None = None, idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
     ) -> Any: ...
 
     async def run(
-        self, action: str, *, type: type[T] | None = None, **keys: Unpack[RequestKeys]
+        self, action: str, *, type: type[T] | None = None, idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
     ) -> T | Any:
         """Run ``action`` and return the envelope's ``data``.
 
@@ -155,6 +223,14 @@ class SippetClient:
         ``tenant``. Only the keys given are sent. With ``type``, ``data`` is decoded
         straight into it (a msgspec Struct, ``list[Contact]``, ...).
 
+        Args:
+            idempotent: whether this call may be sent twice; None decides by the action
+                (reads and the client's ``idempotent_actions`` may, other writes may not).
+            idempotency_key: sent as the ``Idempotency-Key`` header; with
+                ``honours_idempotency_key`` the write may then be re-sent (§12.4).
+            deadline: seconds for the whole call, retries and waits included; None uses
+                the client's.
+
         Example:
             contact = await client.run("create_contact",
                                        input={"fullName": "Ada", "phoneE164": "+15555550123"},
@@ -162,22 +238,51 @@ class SippetClient:
 
         Raises:
             RpcError: the server answered ``success: false`` (a subclass by error type).
+            OutcomeUnknownError: a write failed after it may have executed; not re-sent.
+            RateLimitError: still rate limited after the retries, or asked to wait longer
+                than ``retry_after_cap``.
         """
-        result = await self.run_with_metadata(action, type=type, **keys)
+        result = await self.run_with_metadata(
+            action, type=type, idempotent=idempotent, idempotency_key=idempotency_key,
+            deadline=deadline, **keys,
+        )
         return result.data
 
+    @overload
     async def run_with_metadata(
-        self, action: str, *, type: type[T] | None = None, **keys: Unpack[RequestKeys]
+        self, action: str, *, type: type[T], idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
+    ) -> RunResult[T]: ...
+    @overload
+    async def run_with_metadata(
+        self, action: str, *, type: None = None, idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
+    ) -> RunResult[Any]: ...
+
+    async def run_with_metadata(
+        self, action: str, *, type: type[T] | None = None, idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
     ) -> RunResult[T]:
         """Like ``run`` but returns ``RunResult(data, metadata)``: mutations may put
         metadata beside ``data`` (PROTOCOL.md §3.6)."""
+        body = _body(action, keys)
+        _check_type(type)
         return await self._execute(
-            self._run_url, action, _body(action, keys),
+            self._run_url, action, body,
             lambda response: protocol.decode_run(action, response, type),
+            idempotent=idempotent, idempotency_key=idempotency_key, deadline=deadline,
         )
 
-    async def validate(self, action: str, **keys: Unpack[RequestKeys]) -> ValidationResult:
+    async def validate(
+        self, action: str, *, deadline: float | None = None, **keys: Unpack[RequestKeys]
+    ) -> ValidationResult:
         """Check a payload with ``/validate`` without running it; invalid input does not raise.
+
+        Nothing executes, so a validation is retried like a read. ``deadline`` bounds the
+        whole call (None: the client's).
 
         Example:
             check = await client.validate("create_contact", input={"fullName": "Ada"})
@@ -187,6 +292,108 @@ class SippetClient:
         return await self._execute(
             self._validate_url, action, _body(action, keys),
             lambda response: protocol.decode_validate(action, response),
+            idempotent=True, deadline=deadline,
+        )
+
+    @overload
+    def iter(
+        self, action: str, *, fields: Sequence[str | Mapping[str, Any]], type: type[T],
+        filter: Mapping[str, Any] | None = None, sort: str | Sequence[str] | None = None,
+        page_size: int | None = 100, limit: int | None = None,
+        input: Mapping[str, Any] | None = None, concurrency: int = 1,
+        resume: ResumeToken | str | None = None,
+    ) -> RecordIterator[T]: ...
+    @overload
+    def iter(
+        self, action: str, *, fields: Sequence[str | Mapping[str, Any]], type: None = None,
+        filter: Mapping[str, Any] | None = None, sort: str | Sequence[str] | None = None,
+        page_size: int | None = 100, limit: int | None = None,
+        input: Mapping[str, Any] | None = None, concurrency: int = 1,
+        resume: ResumeToken | str | None = None,
+    ) -> RecordIterator[dict[str, Any]]: ...
+
+    def iter(
+        self, action: str, *, fields: Sequence[str | Mapping[str, Any]],
+        type: type[T] | None = None,
+        filter: Mapping[str, Any] | None = None, sort: str | Sequence[str] | None = None,
+        page_size: int | None = 100, limit: int | None = None,
+        input: Mapping[str, Any] | None = None, concurrency: int = 1,
+        resume: ResumeToken | str | None = None,
+    ) -> RecordIterator[Any]:
+        """Iterate every record of a list action, following offset pages, keyset pages or
+        a plain array, whichever each reply is (PROTOCOL.md §5).
+
+        Returns a ``RecordIterator``: ``async for`` yields records, ``.pages()`` yields
+        ``Page`` objects, ``.resume_token`` is where the walk stands. The next page is
+        fetched while one is consumed; ``break``, ``aclose()`` or ``async with`` cancel it.
+
+        Args:
+            page_size: records per request; a server that clamps it is followed. None
+                sends no ``limit`` (the server's default).
+            limit: stop after this many records, without fetching pages not needed.
+            type: decode records straight into this type (e.g. ``Contact``); else dicts.
+            concurrency: offset pages fetched at once (the first request then sends
+                ``offset: 0``). Keyset cursors are sequential, so keyset replies fall back
+                to one page of prefetch. Offset windows may skip or repeat records that
+                are inserted or deleted during the walk; keyset walks never do.
+            resume: a ``resume_token`` (or its string) from an earlier walk of the same
+                listing: continue right after the last record it handed out.
+
+        Example:
+            async for contact in client.iter("list_contacts", fields=["id", "fullName"],
+                                             type=Contact):
+                print(contact.full_name)
+        """
+        return iterate(
+            self, action, fields=fields, filter=filter, sort=sort, page_size=page_size,
+            limit=limit, input=input, type=type, concurrency=concurrency, resume=resume,
+        )
+
+    def bulk(
+        self,
+        action: str,
+        items: Iterable[T] | AsyncIterable[T],
+        *,
+        fields: Sequence[str | Mapping[str, Any]] | None = None,
+        request: Callable[[T], Mapping[str, Any]] | None = None,
+        key: Callable[[T], str] | None = None,
+        concurrency: int | None = None,
+        ordered: bool = False,
+        window: int | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        reconcile: _bulk.Reconcile[T] | None = None,
+        idempotent: bool | None = None,
+        redrive: bool = True,
+    ) -> _bulk.BulkJob[T]:
+        """Run ``action`` once per item; iterate the job for exactly one ``Outcome`` per item.
+
+        Items are pulled lazily (a list, any iterable or async iterable; memory stays flat).
+        See the "Bulk jobs & workers" guide and ``_bulk``.
+
+        Args:
+            fields: sent with every request (include ``"id"`` to journal record ids).
+            request: builds the request keys for an item; default ``{"input": item}``.
+            key: a stable key per item for the journal (default: a hash of the item).
+            concurrency: items in flight at once; default the client's ``max_concurrency``.
+            ordered: yield in input order, holding at most ``window`` outcomes.
+            journal: a JSONL file; re-running with it skips what is done and resolves what
+                was in flight when an earlier run stopped.
+            reconcile: ``async (item) -> record | None``; decides whether a write whose
+                outcome is unknown happened. Only when it did not is the item re-sent.
+            idempotent: passed to ``run``; True also lets in-doubt items be re-sent.
+            redrive: give items whose retries ran out (429, 5xx, connection failures that
+                provably did not execute) one more pass near the end of the job.
+
+        Example:
+            async with client.bulk("create_contact", rows, fields=["id"],
+                                   journal="import.journal") as job:
+                async for outcome in job:
+                    print(outcome.index, outcome.status, outcome.error)
+        """
+        return _bulk.bulk(
+            self, action, items, fields=fields, request=request, key=key,
+            concurrency=concurrency, ordered=ordered, window=window, journal=journal,
+            reconcile=reconcile, idempotent=idempotent, redrive=redrive,
         )
 
     # -- the pipeline -----------------------------------------------------------------
@@ -197,14 +404,38 @@ class SippetClient:
         action: str,
         body: bytes,
         decode: Callable[[protocol.HttpResponse], R],
+        *,
+        idempotent: bool | None = None,
+        idempotency_key: str | None = None,
+        deadline: float | None = None,
     ) -> R:
-        """One request, in order: concurrency slot -> send -> decode into a result or error."""
+        """One call: attempts of slot -> pause gate and rate token -> send -> decode, retried
+        by the policy while the action may be sent again (§12.5)."""
         self._check_open()
-        request = protocol.HttpRequest(url=url, body=body, headers=self._headers)
-        async with self._slots:
-            log.debug("sending %s to %s", action, url)
-            response = await self._transport.send(request)
-        return decode(response)
+        call = self._retrier.start(action, self._resend_safe(action, idempotent, idempotency_key))
+        headers = self._headers if idempotency_key is None else _with_key(self._headers,
+                                                                          idempotency_key)
+        request = protocol.HttpRequest(url=url, body=body, headers=headers)
+
+        async def attempt(call: CallState) -> R:
+            async with self._limits.slots:  # at most max_concurrency in flight
+                await self._limits.admit(action)  # the shared pause, then a rate token
+                call.sent()
+                response = await self._transport.send(request)
+            call.received(response.status)
+            self._limits.observe(action, call.attempt, response)  # Retry-After, hints
+            return decode(response)  # inside the attempt: a 503 / 429 reply is retried
+
+        limit = self._deadline if deadline is None else check_seconds("deadline", deadline)
+        return await self._retrier.run(attempt, call, limit)
+
+    def _resend_safe(self, action: str, idempotent: bool | None, key: str | None) -> bool:
+        """Whether this call may be sent again after an ambiguous failure (§12.4, §12.5)."""
+        if idempotent is None:
+            idempotent = protocol.is_read_action(action) or action in self._idempotent_actions
+        elif not isinstance(idempotent, bool):
+            raise UsageError(f"idempotent must be True, False or None, got {idempotent!r}")
+        return idempotent or (key is not None and self._honours_key)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -231,8 +462,30 @@ def _body(action: str, keys: Mapping[str, Any]) -> bytes:
     _check_shape(given)
     try:
         return protocol.encode_payload(RpcRequest(action=action, **given))
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, RecursionError, msgspec.EncodeError) as exc:  # a cycle: RecursionError
         raise UsageError(f"{action}: a request value cannot be sent as JSON: {exc}") from exc
+
+
+def _with_key(headers: Mapping[str, str], key: str) -> dict[str, str]:
+    """The request headers plus ``Idempotency-Key`` (§12.4), checked before any I/O."""
+    if not isinstance(key, str) or not key or len(key) > 255:
+        raise UsageError("idempotency_key must be a non-empty string of at most 255 "
+                         "characters")
+    check_token("idempotency_key", key)
+    return {**headers, protocol.IDEMPOTENCY_HEADER: key}
+
+
+def _check_type(type: Any) -> None:
+    """Reject a ``type=`` msgspec cannot decode into before any I/O, not after the reply.
+
+    The decoder built here is cached, so decoding the reply reuses it.
+    """
+    if type is None:
+        return
+    try:
+        protocol._decoder_for(type)
+    except TypeError as exc:  # unsupported or unhashable type
+        raise UsageError(f"type={type!r} cannot be decoded into: {exc}") from exc
 
 
 def _check_shape(keys: Mapping[str, Any]) -> None:

@@ -1,0 +1,345 @@
+"""Bulk create throughput vs a bare aiohttp loop, rate-limit utilisation, and peak RSS.
+
+Run by hand (figures are printed, nothing is asserted):
+
+    python benchmarks/bench_bulk.py                 # 20,000 creates; RSS at 100k and 1M
+    python benchmarks/bench_bulk.py --creates 5000 --rss-sizes 100000
+    python benchmarks/bench_bulk.py --tiny          # a quick smoke run
+
+Every server runs in its own process, so its CPU and memory are not the client's.
+
+1. Throughput at concurrency 64, no rate limit: ``client.bulk("create_contact", ...)``
+   next to a bare aiohttp loop doing the same creates (one pooled session, 64 tasks,
+   msgspec, no limiter, retry or bookkeeping). Against a minimal local HTTP server with a
+   canned reply the client is the bottleneck, which is what the ratio should measure
+   (target >= 0.85x); against FakeSippet (one Python process) the server is, for reference.
+2. FakeSippet limiting to 200 requests per rolling second (429 above): bulk with
+   ``SippetClient(rate_limit=200)``; achieved rate / 200 (target >= 0.97) and 429s (0).
+3. Peak RSS of a bulk job (journal on) over a generator of 100k and 1M items against the
+   minimal server, each in a fresh interpreter: flat in the item count, under 150 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from sippet_async import SippetClient
+
+KEY = "sk_test_bench_bulk_0123456789"
+CONCURRENCY = 64
+RATE = 200
+_FAKE = """
+import asyncio, sys
+from sippet_async.testing import Faults, run_forever
+rate = int(sys.argv[2])
+faults = Faults(rate_limit=rate) if rate else None
+asyncio.run(run_forever(port=0, api_key=sys.argv[1], faults=faults, handle_signals=True,
+                        on_ready=lambda server: print(server.url, flush=True)), debug=False)
+"""
+
+
+# -- the minimal server: HTTP/1.1 keep-alive, a canned create reply, nothing else ----------
+
+class _Fast(asyncio.Protocol):
+    """Answers every POST with ``{"success":true,"data":{"id":...}}``; parses just enough."""
+
+    ids = itertools.count()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].lower()
+            start = head.find(b"content-length:")
+            length = int(head[start + 15:head.find(b"\r\n", start)]) if start >= 0 else 0
+            end = head_end + 4 + length
+            if len(self.buffer) < end:
+                return
+            self.buffer = self.buffer[end:]
+            n = next(self.ids)
+            body = b'{"success":true,"data":{"id":"00000000-0000-4000-8000-%012d"}}' % n
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+
+
+async def _serve_fast() -> None:
+    server = await asyncio.get_running_loop().create_server(_Fast, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    print(f"http://127.0.0.1:{port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+@contextlib.contextmanager
+def _process(args: list[str]) -> Iterator[str]:
+    process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError("the server did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def fast_server() -> contextlib.AbstractContextManager[str]:
+    """The minimal server in a subprocess; yields its URL."""
+    return _process([__file__, "--serve-fast"])
+
+
+def fake_server(rate: int = 0) -> contextlib.AbstractContextManager[str]:
+    """FakeSippet in a subprocess (with a rolling-window limit when ``rate``)."""
+    return _process(["-c", _FAKE, KEY, str(rate)])
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS (VmHWM; ``ru_maxrss`` is inherited across exec on Linux)."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# -- the two clients ------------------------------------------------------------------------
+
+def contacts(n: int, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """``n`` distinct create_contact inputs, generated lazily."""
+    return ({"fullName": f"Person {i}", "phoneE164": f"+1{i:010d}"}
+            for i in range(offset, offset + n))
+
+
+async def bare_aiohttp(url: str, n: int, offset: int) -> float:
+    """The same creates with nothing but aiohttp + msgspec: creates per second."""
+    encode = msgspec.json.Encoder().encode
+    decode = msgspec.json.Decoder().decode
+    headers = {"x-api-key": KEY, "content-type": "application/json"}
+    target = url + "/rpc/public/run"
+    items = contacts(n, offset)
+    ok = 0
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal ok
+            for item in items:
+                body = encode({"action": "create_contact", "input": item, "fields": ["id"]})
+                async with session.post(target, data=body, headers=headers) as response:
+                    reply = decode(await response.read())
+                ok += reply["success"] is True
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - start
+    assert ok == n, f"bare loop: {ok} of {n} succeeded"
+    return n / elapsed
+
+
+async def run_loop(url: str, n: int, offset: int) -> float:
+    """The creates through ``client.run`` from 64 tasks, without bulk: creates per second."""
+    async with SippetClient(KEY, base_url=url, max_concurrency=CONCURRENCY) as client:
+        items = contacts(n, offset)
+
+        async def worker() -> None:
+            for item in items:
+                await client.run("create_contact", input=item, fields=["id"])
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return n / (time.perf_counter() - start)
+
+
+async def with_bulk(url: str, n: int, offset: int, **options: Any) -> tuple[float, Any]:
+    """The creates through ``client.bulk``: (creates per second, the client's counters)."""
+    async with SippetClient(KEY, base_url=url, max_concurrency=CONCURRENCY,
+                            **options) as client:
+        ok = 0
+        start = time.perf_counter()
+        async with client.bulk("create_contact", contacts(n, offset), fields=["id"],
+                               concurrency=CONCURRENCY) as job:
+            async for outcome in job:
+                ok += outcome.ok
+        elapsed = time.perf_counter() - start
+        assert ok == n, f"bulk: {ok} of {n} succeeded ({job.report.summary()})"
+        return n / elapsed, client.counters
+
+
+async def compare(url: str, n: int, rounds: int) -> tuple[float, float, float]:
+    """Best of ``rounds`` for each (bare, run loop, bulk), interleaved, after a warm-up."""
+    warm = min(n // 2, 500)
+    await bare_aiohttp(url, warm, 10**9)
+    await run_loop(url, warm, 2 * 10**9)
+    await with_bulk(url, warm, 3 * 10**9)
+    bare, run, bulk = 0.0, 0.0, 0.0
+    for r in range(rounds):
+        bare = max(bare, await bare_aiohttp(url, n, (3 * r + 4) * 10**8))
+        run = max(run, await run_loop(url, n, (3 * r + 5) * 10**8))
+        rate, _ = await with_bulk(url, n, (3 * r + 6) * 10**8)
+        bulk = max(bulk, rate)
+    return bare, run, bulk
+
+
+# -- peak RSS, one fresh interpreter per size ------------------------------------------------
+
+async def _rss_child(url: str, size: int) -> dict[str, Any]:
+    baseline = peak_rss_kib()
+    ok = 0
+    with tempfile.TemporaryDirectory() as folder:
+        async with SippetClient(KEY, base_url=url, max_concurrency=CONCURRENCY) as client:
+            start = time.perf_counter()
+            async with client.bulk("create_contact", contacts(size), fields=["id"],
+                                   concurrency=CONCURRENCY,
+                                   journal=os.path.join(folder, "journal")) as job:
+                async for outcome in job:
+                    ok += outcome.ok
+            elapsed = time.perf_counter() - start
+    return {"ok": ok, "baseline_kib": baseline, "peak_kib": peak_rss_kib(),
+            "rate": size / elapsed}
+
+
+def rss(url: str, size: int) -> dict[str, Any]:
+    """Peak RSS of one bulk job over ``size`` generated items, in a fresh interpreter."""
+    out = subprocess.run([sys.executable, __file__, "--rss-child", url, str(size)],
+                         capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the three figures side by side; returns 0."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--creates", type=int, default=20_000, help="per throughput round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate-creates", type=int, default=3000, help="for the 200/s test")
+    parser.add_argument("--rss-sizes", default="100000,1000000", help="comma-separated")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run the clients of section 1 on uvloop (the optional extra)")
+    parser.add_argument("--only", default="throughput,rate,rss",
+                        help="sections to run, comma-separated (default: all three)")
+    parser.add_argument("--tiny", action="store_true", help="a fast smoke run")
+    parser.add_argument("--serve-fast", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_fast:
+        try:  # the server must outrun the client for the ratio to measure the client
+            import uvloop
+
+            runner: Any = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        with contextlib.suppress(KeyboardInterrupt):
+            runner(_serve_fast())
+        return 0
+    if args.rss_child:
+        print(json.dumps(_run(_rss_child(args.rss_child[0], int(args.rss_child[1])))))
+        return 0
+    if args.tiny:
+        args.creates, args.rounds, args.rate_creates, args.rss_sizes = 200, 1, 40, "300,1000"
+
+    sections = set(args.only.split(","))
+    if "throughput" in sections:
+        throughput(args)
+    if "rate" in sections:
+        rate(args)
+    if "rss" in sections:
+        memory(args)
+    return 0
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """Section 1: bulk vs the bare loop, against both servers."""
+    loop = "uvloop" if args.uvloop else "asyncio"
+    print(f"1. create_contact at concurrency {CONCURRENCY}, no rate limit "
+          f"({args.creates:,} creates, best of {args.rounds}, client on {loop}):")
+    for label, server in (("minimal local server (client-bound)", fast_server),
+                          ("FakeSippet (server-bound)", fake_server)):
+        with server() as url:
+            bare, run, bulk = _loop(args)(compare(url, args.creates, args.rounds))
+        ratio = bulk / bare
+        verdict = "met" if ratio >= 0.85 else "MISSED"
+        print(f"  {label}:\n"
+              f"    bare aiohttp loop   {bare:>9,.0f} creates/s\n"
+              f"    client.run x64 loop {run:>9,.0f} creates/s  {run / bare:.2f}x bare "
+              f"(the request engine alone)\n"
+              f"    client.bulk         {bulk:>9,.0f} creates/s  {ratio:.2f}x bare, "
+              f"{bulk / run:.2f}x the run loop"
+              + (f"  (target >= 0.85x bare: {verdict})" if "minimal" in label else ""))
+
+
+
+def _loop(args: argparse.Namespace) -> Any:
+    if args.uvloop:
+        import uvloop
+
+        return uvloop.run
+    return _run
+
+
+def _run(coro: Any) -> Any:
+    """asyncio.run without debug mode, even under PYTHONDEVMODE: figures of production speed."""
+    return asyncio.run(coro, debug=False)
+
+
+def rate(args: argparse.Namespace) -> None:
+    """Section 2: the share of a server-side limit used, and 429s."""
+    print(f"2. FakeSippet admits {RATE} per rolling second (429 above); "
+          f"SippetClient(rate_limit={RATE}), {args.rate_creates:,} creates:")
+    with fake_server(RATE) as url:
+        achieved, counters = _run(with_bulk(url, args.rate_creates, 0, rate_limit=RATE))
+    use = achieved / RATE
+    print(f"  achieved {achieved:,.1f}/s = {use:.3f} of {RATE} "
+          f"(target >= 0.97: {'met' if use >= 0.97 else 'MISSED'}); "
+          f"429s: {counters.rate_limited} (target 0: "
+          f"{'met' if counters.rate_limited == 0 else 'MISSED'})")
+
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Section 3: peak RSS per input size, one fresh process each."""
+    print("3. peak RSS of client.bulk (journal on) over generated items, minimal server, "
+          "one process per size:")
+    peaks = []
+    with fast_server() as url:
+        for size in (int(s) for s in args.rss_sizes.split(",")):
+            row = rss(url, size)
+            peaks.append(row["peak_kib"])
+            print(f"  {size:>10,} items: peak {row['peak_kib'] / 1024:6.1f} MiB "
+                  f"(after imports {row['baseline_kib'] / 1024:5.1f} MiB), "
+                  f"{row['rate']:,.0f} items/s, all succeeded: "
+                  f"{'yes' if row['ok'] == size else 'NO'}")
+    growth = (peaks[-1] - peaks[0]) / 1024
+    worst = max(peaks) / 1024
+    print(f"  growth from the smallest to the largest size: {growth:+.1f} MiB; "
+          f"under 150 MB: {'met' if worst * 1.048576 < 150 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

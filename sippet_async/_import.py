@@ -1,0 +1,501 @@
+"""``sippet import ACTION FILE``: a CSV or JSONL file through ``client.bulk``, resumable.
+
+Each data row becomes one request (its mapped columns are the ``input``) and gets exactly one
+outcome. Rows the server rejects, and rows that cannot even be read (bad JSON, too many
+CSV values), go to the rejects file with their error; none is dropped. The journal sits next
+to the file by default, so running the same command again resumes: done rows are skipped,
+rows in doubt are reconciled (``--reconcile-by``) or reported unknown, failed rows are
+tried again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
+
+import msgspec
+
+from sippet_async._bulk import BulkReport, Outcome, default_key
+from sippet_async._errors import RpcError, UsageError
+
+if TYPE_CHECKING:
+    from sippet_async._client import SippetClient
+
+__all__ = ["ImportResult", "Row", "add_arguments", "command", "import_file", "parse_map"]
+
+Format = Literal["csv", "jsonl"]
+
+_FORMATS: Final[dict[str, Format]] = {
+    ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+}
+JOURNAL_SUFFIX: Final = ".journal"
+REJECTS_SUFFIX: Final = ".rejects.jsonl"
+# Redraw the live display at most this often; rich repaints on its own clock anyway.
+_PROGRESS_EVERY: Final = 0.1
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One data row: where it is in the file, its values, or why it cannot be sent."""
+
+    number: int  # 1-based, data rows only (a CSV header is not a row)
+    line: int  # the file line where the row ends
+    values: dict[str, Any] | None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did: the bulk report and where the rejects and journal are."""
+
+    report: BulkReport
+    rejected: int
+    rejects: Path | None
+    journal: Path
+
+    @property
+    def ok(self) -> bool:
+        """True when every row succeeded (now or in an earlier run)."""
+        return self.report.failed == 0 and self.report.unknown == 0
+
+
+def parse_map(text: str | None) -> dict[str, str] | None:
+    """``fullName=name,phoneE164=phone`` -> ``{"fullName": "name", ...}`` (input <- column).
+
+    Raises:
+        UsageError: a part without ``=``, an empty name, or an input field given twice.
+    """
+    if text is None:
+        return None
+    mapping: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        target, sep, source = part.partition("=")
+        target, source = target.strip(), source.strip()
+        if not sep or not target or not source:
+            raise UsageError(f"--map part {part!r} is not FIELD=COLUMN (e.g. fullName=name)")
+        if target in mapping:
+            raise UsageError(f"--map names input field {target!r} twice")
+        mapping[target] = source
+    if not mapping:
+        raise UsageError("--map is empty; give FIELD=COLUMN pairs, comma-separated")
+    return mapping
+
+
+def _format_of(path: Path, given: str | None) -> Format:
+    if given is not None:
+        if given not in ("csv", "jsonl"):
+            raise UsageError(f"--format must be csv or jsonl, got {given!r}")
+        return "csv" if given == "csv" else "jsonl"
+    found = _FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise UsageError(f"cannot tell the format of {path.name}; pass --format csv or jsonl")
+    return found
+
+
+def read_rows(path: Path, format: Format) -> Iterator[Row]:
+    """Rows of the file, read lazily; unreadable rows carry their ``problem``.
+
+    Raises:
+        UsageError: the file cannot be opened or is not UTF-8.
+    """
+    try:
+        stream = path.open("r", encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    with stream:
+        try:
+            yield from (_csv_rows(stream) if format == "csv" else _jsonl_rows(stream))
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{path} is not UTF-8 text: {exc.reason}") from exc
+
+
+def _csv_rows(stream: IO[str]) -> Iterator[Row]:
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise UsageError(f"the CSV header cannot be read: {exc}") from exc
+    names = [name.strip() for name in header]
+    if not any(names) or len(set(names)) != len(names):
+        raise UsageError(f"the CSV header must name each column once, got {header!r}")
+    number = 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            number += 1
+            yield Row(number, reader.line_num, None, f"line {reader.line_num}: {exc}")
+            continue
+        if not cells or all(not cell.strip() for cell in cells):
+            continue  # blank lines are not rows
+        number += 1
+        if len(cells) > len(names):
+            problem = (f"line {reader.line_num}: {len(cells)} values for "
+                       f"{len(names)} columns")
+            yield Row(number, reader.line_num, dict(zip(names, cells, strict=False)), problem)
+            continue
+        # Cells are trimmed and empty ones left out: an optional column may be blank, and
+        # the server trims strings (so a lookup by a trimmed value finds what it stored).
+        values = {name: cell.strip() for name, cell in zip(names, cells, strict=False)
+                  if cell.strip()}
+        yield Row(number, reader.line_num, values)
+
+
+def _jsonl_rows(stream: IO[str]) -> Iterator[Row]:
+    number = 0
+    for line_number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        number += 1
+        try:
+            value = _DECODER.decode(line)
+        except msgspec.DecodeError as exc:
+            yield Row(number, line_number, None, f"line {line_number}: not valid JSON: {exc}")
+            continue
+        if not isinstance(value, dict):
+            yield Row(number, line_number, None,
+                      f"line {line_number}: expected a JSON object, got {type(value).__name__}")
+            continue
+        yield Row(number, line_number, value)
+
+
+def _count_rows(path: Path, format: Format) -> int | None:
+    """Rows in the file, for the progress bar (only read when a terminal shows it)."""
+    try:
+        return sum(1 for _ in read_rows(path, format))
+    except UsageError:
+        return None
+
+
+class _Request:
+    """Row -> request keys; a row that cannot be sent raises UsageError (a failed outcome)."""
+
+    def __init__(self, mapping: Mapping[str, str] | None) -> None:
+        self._mapping = mapping
+
+    def input(self, row: Row) -> dict[str, Any]:
+        if row.problem is not None or row.values is None:
+            raise UsageError(row.problem or f"row {row.number} has no values")
+        if self._mapping is None:
+            return dict(row.values)
+        return {field: row.values[column] for field, column in self._mapping.items()
+                if column in row.values}
+
+    def __call__(self, row: Row) -> dict[str, Any]:
+        return {"input": self.input(row)}
+
+
+class _Lookup:
+    """``--reconcile-by FIELD``: find the record a create may have made, by that field."""
+
+    def __init__(self, client: SippetClient, action: str, field: str,
+                 request: _Request) -> None:
+        self._client = client
+        self._action = action
+        self._field = field
+        self._request = request
+
+    async def __call__(self, row: Row) -> Any:
+        value = self._request.input(row).get(self._field)
+        if value is None:
+            raise UsageError(f"row {row.number} has no {self._field!r} to reconcile by")
+        # No page: the filter leaves one record or none, and list_calls takes no page (§1.3).
+        data = await self._client.run(
+            self._action, fields=["id", self._field], filter={self._field: {"eq": value}},
+        )
+        records = data.get("results", []) if isinstance(data, Mapping) else data
+        return records[0] if records else None
+
+
+def _list_action_for(action: str) -> str:
+    if not action.startswith("create_"):
+        raise UsageError(
+            f"--reconcile-by needs a create_* action (or --reconcile-action), got {action!r}"
+        )
+    return "list_" + action.removeprefix("create_") + "s"
+
+
+class _Rejects:
+    """The rejects file: one JSON line per row that failed or whose outcome is unknown.
+
+    It is rewritten by every run (it lists what is still not done), created on first use.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.count = 0
+        self._stream: IO[bytes] | None = None
+        if path is not None and path.exists():
+            path.unlink()  # an earlier run's list; this run will say what is still not done
+
+    def add(self, outcome: Outcome[Row]) -> None:
+        self.count += 1
+        if self.path is None:
+            return
+        if self._stream is None:
+            self._stream = self.path.open("wb")
+        row = outcome.item
+        error = outcome.error
+        entry: dict[str, Any] = {
+            "row": row.number, "line": row.line, "status": outcome.status,
+            "error": f"{type(error).__name__}: {error}" if error is not None else None,
+        }
+        if isinstance(error, RpcError):
+            entry["errors"] = [msgspec.to_builtins(item) for item in error.errors]
+        entry["values"] = row.values
+        self._stream.write(_ENCODER.encode(entry) + b"\n")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def __enter__(self) -> _Rejects:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+async def import_file(
+    client: SippetClient,
+    action: str,
+    path: str | Path,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    format: str | None = None,
+    fields: Sequence[str] | None = ("id",),
+    concurrency: int | None = None,
+    journal: str | Path | None = None,
+    rejects: str | Path | None = None,
+    reconcile_by: str | None = None,
+    reconcile_action: str | None = None,
+    progress: bool = False,
+) -> ImportResult:
+    """Import every row of a CSV or JSONL file with ``action``; resumable through the journal.
+
+    ``journal`` defaults to ``<file>.journal`` and ``rejects`` to ``<file>.rejects.jsonl``.
+
+    Example:
+        result = await import_file(client, "create_contact", "contacts.csv",
+                                   mapping={"fullName": "name", "phoneE164": "phone"},
+                                   reconcile_by="phoneE164")
+        print(result.report.summary(), result.rejected)
+    """
+    source, kind, journal_path, rejects_path = _plan(path, format, journal, rejects, mapping)
+    request = _Request(mapping)
+    lookup = None
+    if reconcile_by is not None:
+        lookup = _Lookup(client, reconcile_action or _list_action_for(action), reconcile_by,
+                         request)
+    total = _count_rows(source, kind) if progress else None
+    job = client.bulk(
+        action, _rows(source, kind), fields=fields, request=request, key=_row_key,
+        concurrency=concurrency, journal=journal_path, reconcile=lookup,
+    )
+    with _Rejects(rejects_path) as rejected, _Progress(progress, total, job.report) as live:
+        async with job:
+            async for outcome in job:
+                if not outcome.ok:
+                    rejected.add(outcome)
+                live.tick()
+    return ImportResult(job.report, rejected.count,
+                        rejects_path if rejected.count else None, journal_path)
+
+
+async def _rows(path: Path, format: Format) -> AsyncIterator[Row]:
+    # An async generator so the feeder yields to the loop between rows of a huge file.
+    for row in read_rows(path, format):
+        yield row
+
+
+def _row_key(row: Row) -> str:
+    """Stable per row of one file: its number and its values (or its problem)."""
+    return default_key({"row": row.number, "values": row.values, "problem": row.problem})
+
+
+def _plan(
+    path: str | Path, format: str | None, journal: str | Path | None,
+    rejects: str | Path | None, mapping: Mapping[str, str] | None,
+) -> tuple[Path, Format, Path, Path]:
+    """Check the file and the options before any I/O; resolve the default paths."""
+    source = Path(path)
+    kind = _format_of(source, format)
+    if not source.is_file():
+        raise UsageError(f"{source} is not a file")
+    _check_header(source, kind, mapping)
+    journal_path = Path(journal) if journal is not None else _beside(source, JOURNAL_SUFFIX)
+    rejects_path = Path(rejects) if rejects is not None else _beside(source, REJECTS_SUFFIX)
+    return source, kind, journal_path, rejects_path
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _check_header(path: Path, format: Format, mapping: Mapping[str, str] | None) -> None:
+    """With ``--map`` on a CSV, every mapped column must exist: say so before any I/O."""
+    if mapping is None or format != "csv":
+        return
+    with path.open("r", encoding="utf-8-sig", newline="") as stream:
+        try:
+            header = [name.strip() for name in next(csv.reader(stream), [])]
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UsageError(f"the CSV header of {path} cannot be read: {exc}") from exc
+    missing = sorted(set(mapping.values()) - set(header))
+    if missing:
+        raise UsageError(f"--map names column(s) {missing} not in the header of {path.name} "
+                         f"({', '.join(header)})")
+
+
+class _Progress:
+    """A live line on stderr (rich), only when asked: done/total, rate, ETA, statuses."""
+
+    def __init__(self, enabled: bool, total: int | None, report: BulkReport) -> None:
+        self._report = report
+        self._live: Any = None
+        self._task: Any = None
+        self._last = 0.0
+        if not enabled:
+            return
+        try:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+        except ImportError:  # rich is the optional "progress" extra
+            return
+        self._live = Progress(
+            TextColumn("[bold]import"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=Console(stderr=True), transient=False,
+        )
+        self._task = self._live.add_task("import", total=total, rate="0", detail="")
+
+    def __enter__(self) -> _Progress:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def tick(self, force: bool = False) -> None:
+        if self._live is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < _PROGRESS_EVERY:
+            return
+        self._last = now
+        r = self._report
+        retries = sum(r.retries.values())
+        detail = (f"ok {r.succeeded + r.skipped}  failed {r.failed}  unknown {r.unknown}  "
+                  f"retries {retries}")
+        self._live.update(self._task, completed=r.total, rate=f"{r.throughput:.0f}",
+                          detail=detail)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._live is not None:
+            self.tick(force=True)
+            self._live.stop()
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``sippet import``."""
+    parser.add_argument("action", help="the RPC action per row, e.g. create_contact")
+    parser.add_argument("file", type=Path, help="a .csv (with a header) or .jsonl file")
+    parser.add_argument("--map", metavar="FIELD=COLUMN,...",
+                        help="input fields from columns, e.g. fullName=name,phoneE164=phone "
+                             "(default: each column under its header name)")
+    parser.add_argument("--format", choices=("csv", "jsonl"),
+                        help="default: from the file name")
+    parser.add_argument("--rate", type=float, metavar="N",
+                        help="requests per second at most (default: no limit)")
+    parser.add_argument("--concurrency", type=int, metavar="N",
+                        help="rows in flight at once (default: 64)")
+    parser.add_argument("--journal", type=Path,
+                        help=f"the resume journal (default: FILE{JOURNAL_SUFFIX})")
+    parser.add_argument("--rejects", type=Path,
+                        help=f"failed/unknown rows with errors (default: FILE{REJECTS_SUFFIX})")
+    parser.add_argument("--reconcile-by", metavar="FIELD",
+                        help="look an uncertain create up by this input field before "
+                             "re-sending it (e.g. phoneE164)")
+    parser.add_argument("--reconcile-action", metavar="ACTION",
+                        help="the list action for --reconcile-by (default: create_x -> "
+                             "list_xs)")
+    parser.add_argument("--fields", default="id",
+                        help="fields to ask back, comma-separated ('' for none; default: id)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no live display even on a terminal")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="log retries and pauses to stderr")
+
+
+async def command(args: argparse.Namespace) -> int:
+    """Run ``sippet import``; exit code 0 only when every row succeeded."""
+    from sippet_async._client import SippetClient
+
+    _configure_logging(args.verbose)
+    mapping = parse_map(args.map)
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError(f"--concurrency must be >= 1, got {args.concurrency}")
+    fields = [name.strip() for name in args.fields.split(",") if name.strip()] or None
+    options: dict[str, Any] = {"rate_limit": args.rate}
+    if args.concurrency is not None:
+        options["max_concurrency"] = args.concurrency
+    progress = not args.no_progress and sys.stderr.isatty()
+    async with SippetClient(args.api_key, base_url=args.base_url, **options) as client:
+        result = await import_file(
+            client, args.action, args.file, mapping=mapping, format=args.format,
+            fields=fields, concurrency=args.concurrency, journal=args.journal,
+            rejects=args.rejects, reconcile_by=args.reconcile_by,
+            reconcile_action=args.reconcile_action, progress=progress,
+        )
+    _print_summary(result)
+    return 0 if result.ok else 1
+
+
+def _print_summary(result: ImportResult) -> None:
+    out = sys.stderr
+    print(f"sippet import: {result.report.summary()}", file=out)
+    if result.rejects is not None:
+        print(f"sippet import: {result.rejected} row(s) not done, with their errors: "
+              f"{result.rejects}", file=out)
+    print(f"sippet import: journal {result.journal} (run the same command again to resume)",
+          file=out)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logger = logging.getLogger("sippet_async")
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    elif not logger.handlers:
+        # Each unknown outcome is logged as a warning; the summary and the rejects file
+        # already say it, so keep the terminal for the progress display.
+        logger.addHandler(logging.NullHandler())

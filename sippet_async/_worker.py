@@ -1,0 +1,193 @@
+"""The call worker: a long-running consumer that places calls at most once each.
+
+It takes call requests from an ``asyncio.Queue`` or any async iterable and runs each through
+the bulk engine (``client.bulk``), so it shares the client's rate limit, concurrency cap
+and write-safety rules (PROTOCOL.md §12.5): a call whose outcome is unknown is reported
+``unknown`` and never placed again unless ``reconcile`` says it was not placed. Every
+request taken gets exactly one outcome, handed to ``on_outcome``.
+
+Shutdown (``stop()``, SIGTERM by default): stop taking requests, let those in flight finish
+for up to ``grace`` seconds, then cancel the rest; each of those is reported ``unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import signal
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+
+from sippet_async._bulk import BulkJob, BulkReport, Outcome, Reconcile
+from sippet_async._errors import UsageError
+
+if TYPE_CHECKING:
+    from sippet_async._client import SippetClient
+
+__all__ = ["CallWorker"]
+
+T = TypeVar("T")
+
+# Long enough for a slow call creation and a couple of retries, short enough to finish well
+# inside the 30 s most process managers wait between SIGTERM and SIGKILL.
+DEFAULT_GRACE: Final = 20.0
+
+OnOutcome = Callable[[Outcome[T]], Awaitable[None] | None]
+
+
+class CallWorker(Generic[T]):
+    """Places calls from a queue, at most once each, and reports every outcome.
+
+    Example:
+        async def report(outcome: Outcome[dict]) -> None:
+            print(outcome.item["toE164"], outcome.status, outcome.error)
+
+        worker = CallWorker(client, report, concurrency=16)
+        await worker.run(queue)  # until stop(), SIGTERM or the end of the source
+    """
+
+    def __init__(
+        self,
+        client: SippetClient,
+        on_outcome: OnOutcome[T],
+        *,
+        action: str = "create_call",
+        fields: Sequence[str | Mapping[str, Any]] | None = ("id",),
+        request: Callable[[T], Mapping[str, Any]] | None = None,
+        key: Callable[[T], str] | None = None,
+        concurrency: int | None = None,
+        reconcile: Reconcile[T] | None = None,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        """Configure the worker; nothing runs until ``run``.
+
+        Args:
+            on_outcome: called (sync or async) once per request taken, in completion order.
+                If it raises, the worker stops and the error propagates from ``run``.
+            action: the write to run per request; each item is sent as its ``input``
+                unless ``request`` builds the keys.
+            key: a stable id per request (default: a fresh uuid). It makes the idempotency
+                key, so a server that honours ``Idempotency-Key`` never places it twice.
+            concurrency: requests in flight; default the client's ``max_concurrency``.
+            reconcile: ``async (request) -> call | None``: for an unknown outcome, whether
+                the call exists; only if not is it placed again. Without it an unknown
+                outcome is reported as such (never re-sent).
+            grace: seconds in-flight requests get to finish after ``stop()``.
+        """
+        if not callable(on_outcome):
+            raise UsageError(f"on_outcome must be callable, got {on_outcome!r}")
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
+            raise UsageError(f"grace must be seconds >= 0, got {grace!r}")
+        self._client = client
+        self._on_outcome = on_outcome
+        self._action = action
+        self._fields = fields
+        self._request = request
+        self._key = key or _fresh_key
+        self._concurrency = concurrency
+        self._reconcile = reconcile
+        self._grace = float(grace)
+        self._job: BulkJob[T] | None = None
+        self._stop_requested = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def report(self) -> BulkReport | None:
+        """The running (or last) job's report; None before ``run``."""
+        return self._job.report if self._job is not None else None
+
+    def stop(self) -> None:
+        """Stop taking requests; in-flight ones get ``grace`` seconds, then are cancelled
+        and reported ``unknown``. Safe to call from a signal handler, and twice."""
+        self._stop_requested = True
+        job = self._job
+        if job is None:
+            return
+        job.stop()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._grace, job.interrupt)
+
+    async def run(
+        self,
+        source: asyncio.Queue[T] | AsyncIterable[T],
+        *,
+        stop_signals: Sequence[signal.Signals] = (signal.SIGTERM,),
+    ) -> BulkReport:
+        """Take requests from ``source`` until it ends, ``stop()`` or a stop signal.
+
+        With a queue, ``task_done()`` is called once each request's outcome was reported.
+        Returns the final report.
+        """
+        if self._job is not None:
+            raise UsageError("this CallWorker is already running (or has run); make another")
+        if isinstance(source, asyncio.Queue):
+            items: AsyncIterable[T] = _from_queue(source)
+            queue: asyncio.Queue[T] | None = source
+        elif isinstance(source, AsyncIterable):
+            items, queue = source, None
+        else:
+            raise UsageError(
+                f"source must be an asyncio.Queue or an async iterable, got {source!r}"
+            )
+        job: BulkJob[T] = self._client.bulk(
+            self._action, items, fields=self._fields, request=self._request, key=self._key,
+            concurrency=self._concurrency, reconcile=self._reconcile, redrive=False,
+        )
+        self._job = job
+        loop = asyncio.get_running_loop()
+        installed = _install(loop, stop_signals, self.stop)
+        try:
+            if self._stop_requested:
+                self._stop_requested = False
+                self.stop()
+            async with job:
+                async for outcome in job:
+                    try:
+                        await self._deliver(outcome)
+                    finally:
+                        if queue is not None:
+                            queue.task_done()
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            if self._timer is not None:
+                self._timer.cancel()
+        return job.report
+
+    async def _deliver(self, outcome: Outcome[T]) -> None:
+        result = self._on_outcome(outcome)
+        if inspect.isawaitable(result):
+            await result
+
+
+async def _from_queue(queue: asyncio.Queue[T]) -> AsyncIterator[T]:
+    # Cancelling ``get()`` leaves the item in the queue, so stop() loses nothing.
+    shut_down: type[BaseException] | None = getattr(asyncio, "QueueShutDown", None)
+    while True:
+        try:
+            item = await queue.get()
+        except Exception as exc:  # Python 3.13+: Queue.shutdown() ends the source
+            if shut_down is not None and isinstance(exc, shut_down):
+                return
+            raise
+        yield item
+
+
+def _fresh_key(item: object) -> str:
+    return uuid.uuid4().hex
+
+
+def _install(
+    loop: asyncio.AbstractEventLoop, signals: Sequence[signal.Signals],
+    handler: Callable[[], None],
+) -> list[signal.Signals]:
+    installed: list[signal.Signals] = []
+    for signum in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # Not on Windows' default loop, nor outside the main thread: callers then
+            # call stop() themselves.
+            loop.add_signal_handler(signum, handler)
+            installed.append(signum)
+    return installed

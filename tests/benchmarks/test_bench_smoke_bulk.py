@@ -1,0 +1,39 @@
+"""Smoke run of the bulk benchmark at tiny sizes: it runs and prints every figure.
+
+The figures themselves are not asserted (speed targets live in the benchmark, run by hand).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (not a package) by path."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_bulk_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_bulk prints throughput side by side, rate use with 429s, and RSS per size."""
+    assert load("bench_bulk").main(["--tiny"]) == 0
+    out = capsys.readouterr().out
+    for server in ("minimal local server", "FakeSippet"):
+        assert server in out
+    assert len(re.findall(r"bare aiohttp loop\s+[\d,]+ creates/s", out)) == 2
+    assert len(re.findall(r"client\.bulk\s+[\d,]+ creates/s\s+[\d.]+x bare", out)) == 2
+    assert re.search(r"achieved [\d.,]+/s = [\d.]+ of 200 .* 429s: \d+", out), out
+    rss = re.findall(r"items: peak\s+[\d.]+ MiB .* all succeeded: (\w+)", out)
+    assert rss == ["yes", "yes"], out
+    assert "sk_test" not in out  # the key never appears in benchmark output
