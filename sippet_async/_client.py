@@ -46,6 +46,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 log: Final = logging.getLogger("sippet_async")
+# A library logs; the application decides where it goes. Without a handler here, Python's
+# last-resort handler would print every retry warning of a bulk job to stderr.
+log.addHandler(logging.NullHandler())
 
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import csv
-import logging
 import random
 import secrets
 import sys
@@ -82,9 +81,6 @@ async def run_demo(*, seed: int = 7, contacts: int = 5000, calls: int = 500) -> 
     # A timed showcase: run as production does, even under PYTHONDEVMODE (whose asyncio
     # debug mode makes every callback ~6x slower).
     asyncio.get_running_loop().set_debug(False)
-    logger = logging.getLogger("sippet_async")
-    if not logger.handlers:  # each unknown outcome is a warning; the summary counts them
-        logger.addHandler(logging.NullHandler())
     rng = random.Random(seed)
     key = "sk_test_" + secrets.token_hex(16)
     started = time.perf_counter()

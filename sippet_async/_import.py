@@ -495,7 +495,3 @@ def _configure_logging(verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    elif not logger.handlers:
-        # Each unknown outcome is logged as a warning; the summary and the rejects file
-        # already say it, so keep the terminal for the progress display.
-        logger.addHandler(logging.NullHandler())
