@@ -5,24 +5,11 @@ The figures themselves are not asserted (speed targets live in the benchmark, ru
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load(name: str) -> ModuleType:
-    """Import ``benchmarks/<name>.py`` (not a package) by path."""
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ._load import load
 
 
 def test_bench_bulk_tiny(capsys: pytest.CaptureFixture[str]) -> None:
