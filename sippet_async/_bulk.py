@@ -279,7 +279,6 @@ class BulkJob(Generic[T]):
         self._reconcile = reconcile
         self._idempotent = idempotent
         self._redrive_enabled = redrive
-        self._run_options = _run_options(client)
         # An item left in doubt by an earlier run may simply be sent again when sending
         # twice is harmless (PROTOCOL.md §12.5).
         self._resend_in_doubt = idempotent is True or is_read_action(action)
@@ -676,10 +675,10 @@ class BulkJob(Generic[T]):
         template: dict[str, Any] = {}
         if self._fields is not None:
             template["fields"] = self._fields
-        if "idempotent" in self._run_options and self._idempotent is not None:
+        if self._idempotent is not None:
             template["idempotent"] = self._idempotent
         self._key_prefix = None
-        if "idempotency_key" in self._run_options and not is_read_action(self._action):
+        if not is_read_action(self._action):
             # Stable across resumes of one journal, distinct between jobs (§12.4).
             self._key_prefix = self._job_id[:16] + "-"
         return template
@@ -769,15 +768,6 @@ def _cause(exc: SippetError) -> str:
     if isinstance(exc, ServerError):
         return f"http_{exc.status}"
     return "transport"
-
-
-def _run_options(client: SippetClient) -> frozenset[str]:
-    """Which optional ``run`` keywords this client has (the request engine may add some)."""
-    try:
-        parameters = inspect.signature(client.run).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return frozenset()
-    return frozenset(parameters) & {"idempotent", "idempotency_key"}
 
 
 def bulk(
