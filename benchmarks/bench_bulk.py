@@ -37,6 +37,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from _servers import server_process  # benchmarks/ is on sys.path when run
 
 from sippet_async import SippetClient
 
@@ -93,30 +94,14 @@ async def _serve_fast() -> None:
         await server.serve_forever()
 
 
-@contextlib.contextmanager
-def _process(args: list[str]) -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the server did not start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
 def fast_server() -> contextlib.AbstractContextManager[str]:
     """The minimal server in a subprocess; yields its URL."""
-    return _process([__file__, "--serve-fast"])
+    return server_process([__file__, "--serve-fast"])
 
 
 def fake_server(rate: int = 0) -> contextlib.AbstractContextManager[str]:
     """FakeSippet in a subprocess (with a rolling-window limit when ``rate``)."""
-    return _process(["-c", _FAKE, KEY, str(rate)])
+    return server_process(["-c", _FAKE, KEY, str(rate)])
 
 
 def peak_rss_kib() -> int:

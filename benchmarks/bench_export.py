@@ -34,10 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
+from _servers import server_process  # benchmarks/ is on sys.path when run
 
 from sippet_async import SippetClient
 from sippet_async._export import _lines, export_jsonl
@@ -65,24 +66,10 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-@contextlib.contextmanager
-def fake_server(records: int, latency: float, max_page: int) -> Iterator[str]:
+def fake_server(records: int, latency: float,
+                max_page: int) -> contextlib.AbstractContextManager[str]:
     """A FakeSippet in a subprocess, seeded with ``records`` contacts; yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(records), str(latency), str(max_page), KEY],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the fake server did not start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
+    return server_process(["-c", _SERVER, str(records), str(latency), str(max_page), KEY])
 
 
 class Consumer:

@@ -31,15 +31,15 @@ import asyncio
 import contextlib
 import gc
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import msgspec
+from _servers import server_process  # benchmarks/ is on sys.path when run
 
 from sippet_async import RetryPolicy, SippetClient
 
@@ -73,7 +73,7 @@ class Http(asyncio.Protocol):
 
 async def main():
     server = await asyncio.get_running_loop().create_server(Http, "127.0.0.1", 0, backlog=1024)
-    print(server.sockets[0].getsockname()[1], flush=True)
+    print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
 
 try:
@@ -95,20 +95,9 @@ class Cell:
     requests: int
 
 
-@contextlib.contextmanager
-def fast_server() -> Iterator[str]:
+def fast_server() -> contextlib.AbstractContextManager[str]:
     """Start the responder in a subprocess; yield its base URL."""
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, REPLY.decode()],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    return server_process(["-c", _SERVER, REPLY.decode()])
 
 
 async def measure(send: Send, concurrency: int, seconds: float) -> Cell:
