@@ -130,7 +130,13 @@ def test_fake_server_command_serves_until_sigterm() -> None:
     )
     try:
         assert proc.stderr is not None
-        banner = proc.stderr.readline()  # printed once the socket is bound
+        # The banner is printed once the socket is bound; under PYTHONDEVMODE asyncio's
+        # slow-callback reports may come first, so read lines until it (or EOF).
+        banner = ""
+        for line in proc.stderr:
+            if "listening on" in line:
+                banner = line
+                break
         assert f"http://127.0.0.1:{port}" in banner
         out = subprocess.run(
             [sys.executable, "-m", "sippet_async", "run", "list_contacts", "--fields", "id",
