@@ -7,7 +7,7 @@ ignore unknown keys and default whatever may be missing (PROTOCOL.md §12.3: be 
 from __future__ import annotations
 
 import re
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -146,5 +146,3 @@ class KeysetPage(msgspec.Struct, Generic[T], frozen=True, tag="keyset", tag_fiel
     previous_page: str | None = None
     next_page: str | None = None
 
-
-PageType = Literal["offset", "keyset", "list"]
