@@ -197,11 +197,18 @@ class Limits:
 
     def __init__(self, *, max_concurrency: int, rate_limit: float | None,
                  retry_after_cap: float, sleep: Sleep, counters: Counters) -> None:
+        # Every attempt holds a slot from the gate check to its reply: a request queued
+        # for a connection must not pass the pause gate before the pause begins.
         self.slots = asyncio.Semaphore(max_concurrency)
         self.gate = PauseGate(sleep=sleep, cap=retry_after_cap, counters=counters)
         self.limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self._cap = retry_after_cap
         self._counters = counters
+
+    def gated(self) -> bool:
+        """Whether a request must pass ``admit`` (a rate limit is set or a pause is on);
+        when False, ``admit`` would return at once, so the caller may skip it."""
+        return self.limiter is not None or self.gate.closed()
 
     async def admit(self, action: str) -> None:
         """Wait for the pause gate, then for a rate token (call while holding a slot)."""

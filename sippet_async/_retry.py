@@ -190,22 +190,22 @@ def not_executed(exc: BaseException) -> bool:
 class CallState:
     """One call's progress through its attempts, shared by the pipeline and the retrier."""
 
-    __slots__ = ("_counters", "_hooks", "_started", "action", "attempt", "deadline",
-                 "deadline_at", "in_flight", "maybe_executed", "resend_safe", "stopped_by")
+    # Class-level defaults: a call that succeeds at once sets only what __init__ sets
+    # (one of these is built per request).
+    attempt: int = 1
+    in_flight: bool = False  # between sent() and the reply: the request may execute
+    maybe_executed: bool = False  # an earlier attempt failed ambiguously
+    deadline: float | None = None  # seconds for the whole call
+    deadline_at: float | None = None  # the same, on the loop's clock
+    stopped_by: str | None = None
+    _started: float = 0.0
 
     def __init__(self, action: str, resend_safe: bool, counters: Counters,
                  hooks: Hooks | None) -> None:
         self.action = action
         self.resend_safe = resend_safe
-        self.attempt = 1
-        self.in_flight = False  # between sent() and the reply: the request may execute
-        self.maybe_executed = False  # an earlier attempt failed ambiguously
-        self.deadline: float | None = None  # seconds for the whole call
-        self.deadline_at: float | None = None  # the same, on the loop's clock
-        self.stopped_by: str | None = None
         self._counters = counters
         self._hooks = hooks
-        self._started = 0.0
 
     def sent(self) -> None:
         """The attempt is being handed to the transport."""
@@ -269,11 +269,20 @@ class Retrier:
         try:
             result = await attempt(call)  # the common case: no tenacity, no allocation
         except SippetError as exc:
-            if not self._worth_retrying(exc, call):
-                self._fail(exc, call)
-            return await self._retry(attempt, call, exc)
+            return await self.recover(attempt, call, exc)
         self.budget.refill()
         return result
+
+    async def recover(self, attempt: Callable[[CallState], Awaitable[R]], call: CallState,
+                      failed: SippetError) -> R:
+        """Continue a call whose first attempt raised ``failed``: retry it while the
+        policy, the budget and the action allow, else raise what the call ends with.
+
+        The caller awaits the first attempt itself, so a call that succeeds never gets here.
+        """
+        if not self._worth_retrying(failed, call):
+            self._fail(failed, call)
+        return await self._retry(attempt, call, failed)
 
     async def _retry(self, attempt: Callable[[CallState], Awaitable[R]], call: CallState,
                      first: SippetError) -> R:

@@ -7,6 +7,7 @@ through one table, into TransportError / TransportTimeoutError / ResponseTooLarg
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Final, Protocol, runtime_checkable
 
 import aiohttp
@@ -64,6 +65,12 @@ class AiohttpTransport:
     """One pooled ``aiohttp.ClientSession``, created inside the running loop on first use.
 
     An injected ``session`` is borrowed: used as is and never closed.
+
+    ``headers`` are the ones every request of this transport carries (the client passes
+    its key and content type). An owned session holds them as its defaults, so a request
+    whose ``headers`` is that very mapping sends nothing more per request: aiohttp merges
+    per-request headers in a Python loop, defaults in C (measured: 7k instructions, ~2 µs,
+    per request). A borrowed session gets every request's headers as given.
     """
 
     def __init__(
@@ -73,58 +80,67 @@ class AiohttpTransport:
         max_concurrency: int,
         max_response_bytes: int,
         session: aiohttp.ClientSession | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(
             total=timeouts.total, connect=timeouts.connect, sock_read=timeouts.read
-        )
+        )  # sock_read=None: no per-chunk timer (see Timeouts)
         self._limit = max_concurrency
         self._max_bytes = max_response_bytes
         self._session = session
         self._owned = session is None
+        self._defaults = headers if headers is not None and self._owned else None
+
+    def __repr__(self) -> str:  # the default headers carry the key: never shown
+        state = "owned" if self._owned else "borrowed"
+        return f"<AiohttpTransport {state} session, limit={self._limit}>"
 
     def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                trust_env=False,  # proxies from the environment must not see the key
-                headers={"user-agent": USER_AGENT},
-                skip_auto_headers=("content-type",),
-            )
-        return self._session
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit),
+            timeout=self._timeout,
+            trust_env=False,  # proxies from the environment must not see the key
+            headers={"user-agent": USER_AGENT, **(self._defaults or {})},
+        )
+        self._session = session
+        return session
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        session = self._open()
+        session = self._session or self._open()
+        headers = request.headers
         try:
             async with session.post(
                 request.url,
                 data=request.body,
-                headers=request.headers,
+                # The session's defaults already hold these: send no per-request headers.
+                headers=None if headers is self._defaults else headers,
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as resp:
-                body = await self._read(resp, request)
-                return HttpResponse(status=resp.status, headers=resp.headers, body=body)
+                length = resp.content_length
+                if length is None:
+                    body = await self._read_unsized(resp, request)
+                elif length > self._max_bytes:
+                    resp.close()
+                    raise ResponseTooLargeError(
+                        f"reply of {length} bytes exceeds the {self._max_bytes}-byte cap "
+                        f"({request.url}); raise max_response_bytes if this is expected",
+                        status=resp.status,
+                    )
+                else:
+                    # Declared and within the cap: aiohttp stops at Content-Length, so one
+                    # read is bounded (and cheaper than the chunk loop on every small reply).
+                    body = await resp.read()
+                return HttpResponse(resp.status, resp.headers, body)
         except aiohttp.ClientError as exc:
             raise translate(exc, request) from exc
         except TimeoutError as exc:
             raise translate(exc, request) from exc
 
-    async def _read(self, resp: aiohttp.ClientResponse, request: HttpRequest) -> bytes:
-        """Read the body, refusing more than ``max_response_bytes`` without buffering it."""
+    async def _read_unsized(self, resp: aiohttp.ClientResponse, request: HttpRequest) -> bytes:
+        """Read a body of undeclared length, refusing more than ``max_response_bytes``
+        without buffering it."""
         limit = self._max_bytes
-        if resp.content_length is not None and resp.content_length > limit:
-            resp.close()
-            raise ResponseTooLargeError(
-                f"reply of {resp.content_length} bytes exceeds the {limit}-byte cap "
-                f"({request.url}); raise max_response_bytes if this is expected",
-                status=resp.status,
-            )
-        if resp.content_length is not None:
-            # Declared and within the cap: aiohttp stops at Content-Length, so one read
-            # is bounded (and cheaper than the chunk loop on every small reply).
-            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):
