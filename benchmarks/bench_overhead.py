@@ -4,15 +4,14 @@ Run by hand (figures are printed, nothing is asserted):
 
     python benchmarks/bench_overhead.py                    # concurrency 1, 16, 64, 256
     python benchmarks/bench_overhead.py --uvloop           # the same on asyncio and uvloop
-    python benchmarks/bench_overhead.py --seconds 5 --concurrency 64
+    python benchmarks/bench_overhead.py --rounds 30 --concurrency 64
     python benchmarks/bench_overhead.py --tiny             # a quick smoke run
 
 The server is a minimal keep-alive HTTP/1.1 responder (raw asyncio protocol, on uvloop when
 installed) in its own process, answering every POST with the same tiny envelope, so the
 client's CPU is measured alone (``time.process_time`` of this process per request).
 
-Clients, each driven by ``concurrency`` tasks looping for ``--seconds``, in ``--rounds``
-interleaved rounds (the median round is reported, so background load hits all alike):
+Clients, each driven by ``concurrency`` tasks:
 
 * ``client.run``: SippetClient with its default retry policy (no failures happen, so no
   retry runs), no rate limit, ``max_concurrency`` = concurrency;
@@ -20,6 +19,13 @@ interleaved rounds (the median round is reported, so background load hits all al
   msgspec envelope decode: the floor for an aiohttp client (no limiter, no retry);
 * ``naive aiohttp``: the same session with ``json=`` and ``await resp.json()``;
 * ``httpx``: ``httpx.AsyncClient`` with a pool of ``concurrency`` connections.
+
+Method: per concurrency level, all four clients are opened on one event loop and warmed
+up (every pooled connection open), then measured in ``--rounds`` rounds of one
+``--seconds`` window each, in alternating order. A shared 2-core machine drifts by 20-30%
+over a minute, far more than the differences measured here; windows of a round are
+adjacent in time, so the ratio of a round is taken within the round, and the median round
+is reported (and the median of each client's own windows for its columns).
 
 Target (issue 4): ``client.run`` >= 0.90x the bare aiohttp loop, and ahead of the naive one.
 """
@@ -33,7 +39,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +90,7 @@ except ImportError:
 """
 
 Send = Callable[[], Awaitable[Any]]
+Opener = Callable[[str, int], contextlib.AbstractAsyncContextManager[Send]]
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,14 @@ def fast_server() -> contextlib.AbstractContextManager[str]:
     return server_process(["-c", _SERVER, REPLY.decode()])
 
 
-async def measure(send: Send, concurrency: int, seconds: float) -> Cell:
-    """Run ``concurrency`` loops of ``send`` for ``seconds``, after a warm-up that opens
-    every pooled connection (so no cell pays for connection setup)."""
+async def warm_up(send: Send, concurrency: int) -> None:
+    """Open every pooled connection, so no window pays for connection setup."""
     for _ in range(2):
         await asyncio.gather(*(send() for _ in range(concurrency)))
+
+
+async def measure(send: Send, concurrency: int, seconds: float) -> Cell:
+    """Run ``concurrency`` loops of ``send`` for ``seconds``."""
     done = 0
     stop = False
 
@@ -124,12 +134,13 @@ async def measure(send: Send, concurrency: int, seconds: float) -> Cell:
     return Cell(rps=done / elapsed, cpu_us=cpu / max(done, 1) * 1e6, requests=done)
 
 
-async def bench_client(url: str, concurrency: int, seconds: float) -> Cell:
+@contextlib.asynccontextmanager
+async def open_client(url: str, concurrency: int) -> AsyncIterator[Send]:
     async with SippetClient(KEY, base_url=url, max_concurrency=concurrency,
                             retry=RetryPolicy()) as client:
         async def send() -> Any:
             return await client.run("get_contact", input={"id": "c1"}, fields=["id"])
-        return await measure(send, concurrency, seconds)
+        yield send
 
 
 class _Envelope(msgspec.Struct):
@@ -137,7 +148,8 @@ class _Envelope(msgspec.Struct):
     data: msgspec.Raw = msgspec.Raw(b"null")
 
 
-async def bench_bare(url: str, concurrency: int, seconds: float) -> Cell:
+@contextlib.asynccontextmanager
+async def open_bare(url: str, concurrency: int) -> AsyncIterator[Send]:
     decoder = msgspec.json.Decoder(_Envelope)
     data = msgspec.json.Decoder()
     body = msgspec.json.encode(PAYLOAD)
@@ -150,10 +162,11 @@ async def bench_bare(url: str, concurrency: int, seconds: float) -> Cell:
             async with session.post(target, data=body, headers=headers) as resp:
                 raw = await resp.read()
             return data.decode(decoder.decode(raw).data)
-        return await measure(send, concurrency, seconds)
+        yield send
 
 
-async def bench_naive(url: str, concurrency: int, seconds: float) -> Cell:
+@contextlib.asynccontextmanager
+async def open_naive(url: str, concurrency: int) -> AsyncIterator[Send]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) \
             as session:
         target = url + "/rpc/public/run"
@@ -161,10 +174,11 @@ async def bench_naive(url: str, concurrency: int, seconds: float) -> Cell:
         async def send() -> Any:
             async with session.post(target, json=PAYLOAD, headers={"x-api-key": KEY}) as resp:
                 return (await resp.json())["data"]
-        return await measure(send, concurrency, seconds)
+        yield send
 
 
-async def bench_httpx(url: str, concurrency: int, seconds: float) -> Cell:
+@contextlib.asynccontextmanager
+async def open_httpx(url: str, concurrency: int) -> AsyncIterator[Send]:
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -172,20 +186,42 @@ async def bench_httpx(url: str, concurrency: int, seconds: float) -> Cell:
         async def send() -> Any:
             resp = await client.post("/rpc/public/run", json=PAYLOAD, headers={"x-api-key": KEY})
             return resp.json()["data"]
-        return await measure(send, concurrency, seconds)
+        yield send
 
 
-CLIENTS: dict[str, Callable[[str, int, float], Awaitable[Cell]]] = {
-    "client.run": bench_client,
-    "bare aiohttp": bench_bare,
-    "naive aiohttp": bench_naive,
-    "httpx": bench_httpx,
+CLIENTS: dict[str, Opener] = {
+    "client.run": open_client,
+    "bare aiohttp": open_bare,
+    "naive aiohttp": open_naive,
+    "httpx": open_httpx,
 }
 
 
+async def bench_level(url: str, concurrency: int, seconds: float,
+                      rounds: int) -> dict[str, list[Cell]]:
+    """Every client's windows at one concurrency level, in alternating order per round."""
+    async with contextlib.AsyncExitStack() as stack:
+        senders = {name: await stack.enter_async_context(opener(url, concurrency))
+                   for name, opener in CLIENTS.items()}
+        for send in senders.values():
+            await warm_up(send, concurrency)
+        windows: dict[str, list[Cell]] = {name: [] for name in senders}
+        names = list(senders)
+        for round_ in range(rounds):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                windows[name].append(await measure(senders[name], concurrency, seconds))
+        return windows
+
+
 def median(cells: list[Cell]) -> Cell:
-    """The run with the median throughput."""
+    """The window with the median throughput."""
     return sorted(cells, key=lambda cell: cell.rps)[len(cells) // 2]
+
+
+def paired_ratio(windows: dict[str, list[Cell]], top: str, bottom: str) -> float:
+    """The median over rounds of ``top`` / ``bottom`` throughput within the same round."""
+    ratios = sorted(a.rps / b.rps for a, b in zip(windows[top], windows[bottom], strict=True))
+    return ratios[len(ratios) // 2]
 
 
 def run_loop(use_uvloop: bool, coro: Awaitable[Any]) -> Any:
@@ -198,18 +234,16 @@ def run_loop(use_uvloop: bool, coro: Awaitable[Any]) -> Any:
 
 
 def report(loop_name: str, concurrencies: Sequence[int],
-           results: dict[tuple[str, int], Cell]) -> None:
-    print(f"\n{loop_name}: requests/s (client CPU µs/request)")
+           levels: dict[int, dict[str, list[Cell]]]) -> None:
+    print(f"\n{loop_name}: requests/s (client CPU µs/request), median window")
     print(f"{'client':<16}" + "".join(f"{'c=' + str(c):>22}" for c in concurrencies))
     for name in CLIENTS:
-        cells = [results[name, c] for c in concurrencies]
+        cells = [median(levels[c][name]) for c in concurrencies]
         print(f"{name:<16}" + "".join(f"{x.rps:>12,.0f} ({x.cpu_us:>5.0f} µs)" for x in cells))
-    ratios = [results["client.run", c].rps / results["bare aiohttp", c].rps
-              for c in concurrencies]
-    naive = [results["client.run", c].rps / results["naive aiohttp", c].rps
-             for c in concurrencies]
-    print(f"{'run / bare':<16}" + "".join(f"{r:>21.2f}x" for r in ratios)
-          + "   (target >= 0.90x)")
+    bare = [paired_ratio(levels[c], "client.run", "bare aiohttp") for c in concurrencies]
+    naive = [paired_ratio(levels[c], "client.run", "naive aiohttp") for c in concurrencies]
+    print(f"{'run / bare':<16}" + "".join(f"{r:>21.2f}x" for r in bare)
+          + "   (target >= 0.90x; median of paired rounds)")
     print(f"{'run / naive':<16}" + "".join(f"{r:>21.2f}x" for r in naive)
           + "   (target > 1.00x)")
 
@@ -218,11 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--concurrency", default="1,16,64,256",
                         help="comma-separated concurrency levels")
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per cell")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds per cell; the median is reported")
+    parser.add_argument("--seconds", type=float, default=0.5, help="seconds per window")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="rounds of one window per client; medians are reported")
     parser.add_argument("--uvloop", action="store_true",
-                        help="also run every cell on uvloop (reports both loops)")
+                        help="also run every level on uvloop (reports both loops)")
     parser.add_argument("--tiny", action="store_true", help="a quick smoke run")
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -230,19 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tiny:
         concurrencies, seconds, rounds = [1, 4], 0.05, 1
     loops = [False, True] if args.uvloop else [False]
-    print(f"bench_overhead: median of {rounds} x {seconds:g} s per cell, "
+    print(f"bench_overhead: {rounds} rounds x {seconds:g} s window per client and level, "
           f"python {sys.version.split()[0]}, "
           f"aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs; server in a subprocess")
     with fast_server() as url:
         for use_uvloop in loops:
-            runs: dict[tuple[str, int], list[Cell]] = {}
-            for concurrency in concurrencies:
-                for _ in range(rounds):  # interleaved, so background load hits all alike
-                    for name, bench in CLIENTS.items():
-                        runs.setdefault((name, concurrency), []).append(run_loop(
-                            use_uvloop, bench(url, concurrency, seconds)))
-            results = {key: median(cells) for key, cells in runs.items()}
-            report("uvloop" if use_uvloop else "asyncio", concurrencies, results)
+            levels = {c: run_loop(use_uvloop, bench_level(url, c, seconds, rounds))
+                      for c in concurrencies}
+            report("uvloop" if use_uvloop else "asyncio", concurrencies, levels)
     return 0
 
 

@@ -19,8 +19,6 @@ from collections.abc import (
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypedDict, TypeVar, Unpack, overload
 
-import msgspec
-
 from sippet_async import _bulk
 from sippet_async import _protocol as protocol
 from sippet_async._config import (
@@ -34,7 +32,7 @@ from sippet_async._config import (
 from sippet_async._errors import ClientClosedError, SippetError, UsageError
 from sippet_async._hooks import Counters, Hooks
 from sippet_async._limits import Limits
-from sippet_async._models import RpcRequest, RunResult, ValidationResult
+from sippet_async._models import RunResult, ValidationResult
 from sippet_async._pagination import RecordIterator, iterate
 from sippet_async._paging import ResumeToken
 from sippet_async._retry import (
@@ -256,7 +254,7 @@ class SippetClient:
             RateLimitError: still rate limited after the retries, or asked to wait longer
                 than ``retry_after_cap``.
         """
-        body = _body(action, keys)
+        body = protocol.encode_payload(action, keys)
         if type is not None:
             _check_type(type)
         result: RunResult[T] = await self._execute(
@@ -285,7 +283,7 @@ class SippetClient:
     ) -> RunResult[T]:
         """Like ``run`` but returns ``RunResult(data, metadata)``: mutations may put
         metadata beside ``data`` (PROTOCOL.md §3.6)."""
-        body = _body(action, keys)
+        body = protocol.encode_payload(action, keys)
         if type is not None:
             _check_type(type)
         return await self._execute(
@@ -307,8 +305,8 @@ class SippetClient:
                 print(check.errors[0].render())
         """
         return await self._execute(
-            self._validate_url, action, _body(action, keys), _decode_validate, None,
-            True, None, deadline,
+            self._validate_url, action, protocol.encode_payload(action, keys),
+            _decode_validate, None, True, None, deadline,
         )
 
     @overload
@@ -494,42 +492,6 @@ def _decode_validate(action: str, response: protocol.HttpResponse, _type: Any) -
     return protocol.decode_validate(action, response)
 
 
-_KEYS: Final = frozenset(
-    {"input", "identity", "fields", "filter", "sort", "page", "metadata_fields", "get_by",
-     "tenant"}
-)
-
-
-# Action names already checked; a worker sends the same few names millions of times.
-_CHECKED_ACTIONS: Final[set[str]] = set()
-_MAX_CHECKED_ACTIONS: Final = 1024
-
-
-def _body(action: str, keys: Mapping[str, Any]) -> bytes:
-    """Check the caller's keys before any I/O (strict in what we send) and encode them."""
-    if type(action) is not str or action not in _CHECKED_ACTIONS:
-        _check_action(action)
-    if not keys.keys() <= _KEYS:
-        unknown = set(keys) - _KEYS
-        raise UsageError(
-            f"unknown request key(s) {sorted(unknown)}; expected some of {sorted(_KEYS)}"
-        )
-    given = {name: value for name, value in keys.items() if value is not None}
-    _check_shape(given)
-    try:
-        return protocol.encode_payload(RpcRequest(action=action, **given))
-    except (TypeError, RecursionError, msgspec.EncodeError) as exc:  # a cycle: RecursionError
-        raise UsageError(f"{action}: a request value cannot be sent as JSON: {exc}") from exc
-
-
-def _check_action(action: object) -> None:
-    if not isinstance(action, str) or not action:
-        raise UsageError(f"action must be a non-empty string, got {action!r}")
-    check_token("action", action)
-    if len(_CHECKED_ACTIONS) < _MAX_CHECKED_ACTIONS:
-        _CHECKED_ACTIONS.add(str(action))  # str(): a subclass could change its hash
-
-
 def _with_key(headers: Mapping[str, str], key: str) -> dict[str, str]:
     """The request headers plus ``Idempotency-Key`` (§12.4), checked before any I/O."""
     if not isinstance(key, str) or not key or len(key) > 255:
@@ -550,26 +512,3 @@ def _check_type(type: Any) -> None:
         protocol._decoder_for(type)
     except TypeError as exc:  # unsupported or unhashable type
         raise UsageError(f"type={type!r} cannot be decoded into: {exc}") from exc
-
-
-_MAPPING_KEYS: Final = frozenset({"input", "filter", "page", "get_by"})
-_LIST_KEYS: Final = frozenset({"fields", "metadata_fields"})
-
-
-def _check_shape(keys: Mapping[str, Any]) -> None:
-    # One pass over the keys given; exact dicts and lists skip the (slower) ABC checks.
-    for name, value in keys.items():
-        if name in _MAPPING_KEYS:
-            if type(value) is not dict and not isinstance(value, Mapping):
-                raise UsageError(f"{name} must be a mapping (a JSON object), got {value!r}")
-        elif name in _LIST_KEYS:
-            if type(value) is not list and (
-                isinstance(value, str | bytes) or not isinstance(value, Sequence)
-            ):
-                raise UsageError(
-                    f"{name} must be a list, e.g. ['id', 'fullName'], got {value!r}")
-        elif name == "sort" and not (
-            isinstance(value, str)
-            or (isinstance(value, Sequence) and all(isinstance(item, str) for item in value))
-        ):
-            raise UsageError(f"sort must be a string or a list of strings, got {value!r}")

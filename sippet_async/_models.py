@@ -1,7 +1,7 @@
-"""msgspec Structs for every wire shape: the request, the envelope, error items, pages.
+"""msgspec Structs for the wire shapes of replies: the envelope, error items, pages.
 
-Outgoing structs are strict (frozen, keyword-only, omit what was not given); incoming ones
-ignore unknown keys and default whatever may be missing (PROTOCOL.md §12.3: be liberal).
+Incoming shapes ignore unknown keys and default whatever may be missing (PROTOCOL.md §12.3:
+be liberal). The outgoing payload is a plain dict built by ``_protocol.encode_payload``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ __all__ = [
     "ErrorItem",
     "KeysetPage",
     "OffsetPage",
-    "RpcRequest",
     "RunResult",
     "ValidationResult",
 ]
@@ -28,21 +27,6 @@ _PLACEHOLDER = re.compile(r"%\{([A-Za-z0-9_]+)\}")
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-class RpcRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, rename="camel"):
-    """One RPC payload, exactly the keys of PROTOCOL.md §3.1 that the caller gave."""
-
-    action: str
-    input: Any = msgspec.UNSET
-    identity: Any = msgspec.UNSET
-    fields: Any = msgspec.UNSET
-    filter: Any = msgspec.UNSET
-    sort: Any = msgspec.UNSET
-    page: Any = msgspec.UNSET
-    metadata_fields: Any = msgspec.UNSET
-    get_by: Any = msgspec.UNSET
-    tenant: Any = msgspec.UNSET
 
 
 class ErrorItem(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -12,24 +12,25 @@ import functools
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
+from sippet_async._config import check_token
 from sippet_async._errors import (
     AuthenticationError,
     ProtocolError,
     RateLimitError,
     ServerError,
     SippetError,
+    UsageError,
     rpc_error_for,
 )
 from sippet_async._models import (
     Envelope,
     ErrorItem,
-    RpcRequest,
     RunResult,
     TypedEnvelope,
     ValidationResult,
@@ -94,9 +95,73 @@ class HttpResponse(msgspec.Struct, frozen=True):
     body: bytes
 
 
-def encode_payload(payload: RpcRequest) -> bytes:
-    """The JSON body: exactly the keys the caller gave, camelCased (§3.1)."""
-    return _ENCODER.encode(payload)
+# The request keys of §3.1: Python name -> wire name (only these two are camelCased).
+WIRE_NAMES: Final[Mapping[str, str]] = {
+    "input": "input", "identity": "identity", "fields": "fields", "filter": "filter",
+    "sort": "sort", "page": "page", "metadata_fields": "metadataFields", "get_by": "getBy",
+    "tenant": "tenant",
+}
+_MAPPING_KEYS: Final = frozenset({"input", "filter", "page", "get_by"})
+_LIST_KEYS: Final = frozenset({"fields", "metadata_fields"})
+# Action names already checked; a worker sends the same few names millions of times.
+_CHECKED_ACTIONS: Final[set[str]] = set()
+_MAX_CHECKED_ACTIONS: Final = 1024
+
+
+def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
+    """The JSON body: the action first, then the keys given (None means not given), top-level
+    names camelCased (§3.1); nested keys are sent as given.
+
+    ``keys`` are request keys by their Python names (``metadata_fields``, ``get_by``, ...).
+    Everything is checked before any I/O (strict in what we send), in one pass that tries
+    exact ``dict`` / ``list`` types before any slower ABC check: this runs once per call.
+
+    Raises:
+        UsageError: a bad action name, an unknown key, a value of the wrong shape, or one
+            JSON cannot carry.
+    """
+    if type(action) is not str or action not in _CHECKED_ACTIONS:
+        _check_action(action)
+    payload: dict[str, Any] = {"action": action}
+    for name, value in keys.items():
+        if value is None:
+            continue
+        if name in _MAPPING_KEYS:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                raise UsageError(f"{name} must be a mapping (a JSON object), got {value!r}")
+        elif name in _LIST_KEYS:
+            if type(value) is not list and (
+                isinstance(value, str | bytes) or not isinstance(value, Sequence)
+            ):
+                raise UsageError(
+                    f"{name} must be a list, e.g. ['id', 'fullName'], got {value!r}")
+        elif name == "sort":
+            _check_sort(value)
+        elif name not in WIRE_NAMES:
+            unknown = sorted(set(keys) - WIRE_NAMES.keys())
+            raise UsageError(f"unknown request key(s) {unknown}; "
+                             f"expected some of {sorted(WIRE_NAMES)}")
+        payload[WIRE_NAMES[name]] = value
+    try:
+        return _ENCODER.encode(payload)
+    except (TypeError, RecursionError, msgspec.EncodeError) as exc:  # a cycle: RecursionError
+        raise UsageError(f"{action}: a request value cannot be sent as JSON: {exc}") from exc
+
+
+def _check_action(action: object) -> None:
+    if not isinstance(action, str) or not action:
+        raise UsageError(f"action must be a non-empty string, got {action!r}")
+    check_token("action", action)
+    if len(_CHECKED_ACTIONS) < _MAX_CHECKED_ACTIONS:
+        _CHECKED_ACTIONS.add(str(action))  # str(): a subclass could change its hash
+
+
+def _check_sort(value: object) -> None:
+    if not (
+        isinstance(value, str)
+        or (isinstance(value, Sequence) and all(isinstance(item, str) for item in value))
+    ):
+        raise UsageError(f"sort must be a string or a list of strings, got {value!r}")
 
 
 def is_read_action(action: str) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Final, Protocol, runtime_checkable
 
 import aiohttp
+import yarl
 
 from sippet_async import __version__
 from sippet_async._config import Timeouts
@@ -25,6 +26,7 @@ __all__ = ["AiohttpTransport", "Transport"]
 
 USER_AGENT: Final = f"sippet_async/{__version__}"
 _CHUNK: Final = 64 * 1024
+_MAX_URLS: Final = 16
 
 
 @runtime_checkable
@@ -90,6 +92,7 @@ class AiohttpTransport:
         self._session = session
         self._owned = session is None
         self._defaults = headers if headers is not None and self._owned else None
+        self._urls: dict[str, yarl.URL] = {}
 
     def __repr__(self) -> str:  # the default headers carry the key: never shown
         state = "owned" if self._owned else "borrowed"
@@ -97,7 +100,8 @@ class AiohttpTransport:
 
     def _open(self) -> aiohttp.ClientSession:
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit),
+            # One host (the base URL), so no per-host limit: its bookkeeping costs per request.
+            connector=aiohttp.TCPConnector(limit=self._limit),
             timeout=self._timeout,
             trust_env=False,  # proxies from the environment must not see the key
             headers={"user-agent": USER_AGENT, **(self._defaults or {})},
@@ -105,12 +109,21 @@ class AiohttpTransport:
         self._session = session
         return session
 
+    def _url(self, url: str) -> yarl.URL:
+        """The parsed URL, parsed once: a client posts to the same two URLs all its life."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = yarl.URL(url)
+            if len(self._urls) < _MAX_URLS:
+                self._urls[url] = parsed
+        return parsed
+
     async def send(self, request: HttpRequest) -> HttpResponse:
         session = self._session or self._open()
         headers = request.headers
         try:
             async with session.post(
-                request.url,
+                self._url(request.url),
                 data=request.body,
                 # The session's defaults already hold these: send no per-request headers.
                 headers=None if headers is self._defaults else headers,

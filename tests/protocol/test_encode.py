@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from sippet_async._models import RpcRequest
 from sippet_async._protocol import encode_payload, is_read_action
 
 
-def _sent(**keys: Any) -> dict[str, Any]:
-    decoded: dict[str, Any] = json.loads(encode_payload(RpcRequest(**keys)))
+def _sent(action: str, **keys: Any) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(encode_payload(action, keys))
     return decoded
 
 
@@ -94,7 +93,7 @@ def test_encode_does_not_rename_values_or_nested_keys() -> None:
 
 def test_encode_never_sends_snake_case_top_level_names() -> None:
     """metadata_fields and get_by never appear under their Python names."""
-    body = encode_payload(RpcRequest(action="x", metadata_fields=["a"], get_by={"id": "1"}))
+    body = encode_payload("x", {"metadata_fields": ["a"], "get_by": {"id": "1"}})
     assert b"metadata_fields" not in body
     assert b"get_by" not in body
     assert b'"metadataFields":["a"]' in body
@@ -111,7 +110,7 @@ def test_encode_keeps_unicode_and_cursor_characters() -> None:
 
 def test_encode_is_compact_utf8_json() -> None:
     """The body is UTF-8 JSON bytes with the action first."""
-    body = encode_payload(RpcRequest(action="list_calls", fields=["id"]))
+    body = encode_payload("list_calls", {"fields": ["id"]})
     assert isinstance(body, bytes)
     assert body == b'{"action":"list_calls","fields":["id"]}'
 
