@@ -477,7 +477,8 @@ class BulkJob(Generic[T]):
                 return self._from_deferred()
             if not self._exhausted and not self._stopping:
                 if self._has_room():
-                    work = await self._pull()
+                    sync = self._sync
+                    work = self._pull_sync(sync) if sync is not None else await self._pull()
                     if work is _SKIPPED or work is _AGAIN:
                         continue
                     if work is not None:
@@ -524,36 +525,43 @@ class BulkJob(Generic[T]):
         work.settled = False
         return work
 
+    def _pull_sync(self, source: Iterator[T]) -> _Work[T] | object | None:
+        """Pull one item of a plain iterable (no coroutine per item); None at its end."""
+        try:
+            item = next(source)
+        except StopIteration:
+            self._end_of_input()
+            return None
+        return self._received(item)
+
     async def _pull(self) -> _Work[T] | object | None:
-        """Pull one item; None when the input is exhausted (or stop() ended the wait)."""
-        if self._sync is not None:
+        """Pull one item of an async iterable; None when the input is exhausted (or stop()
+        ended the wait)."""
+        source = self._source
+        async with self._pull_lock:
+            if self._exhausted or self._stopping or not self._has_room():
+                return _AGAIN  # things changed while this worker waited for the lock
+            assert isinstance(source, AsyncIterator)
+            self._puller = asyncio.current_task()
             try:
-                item = next(self._sync)
-            except StopIteration:
+                # stop() cancels the worker only while it waits here, inside the input:
+                # an item the input has produced is returned in the same step, never lost.
+                item = await anext(source)
+            except StopAsyncIteration:
                 self._end_of_input()
                 return None
-        else:
-            source = self._source
-            async with self._pull_lock:
-                if self._exhausted or self._stopping or not self._has_room():
-                    return _AGAIN  # things changed while this worker waited for the lock
-                assert isinstance(source, AsyncIterator)
-                self._puller = asyncio.current_task()
-                try:
-                    # stop() cancels the worker only while it waits here, inside the input:
-                    # an item the input has produced is returned in the same step, never lost.
-                    item = await anext(source)
-                except StopAsyncIteration:
-                    self._end_of_input()
-                    return None
-                except asyncio.CancelledError:
-                    if self._closing or not self._stop_requested:
-                        raise
-                    _uncancel()
-                    self._end_of_input()
-                    return None
-                finally:
-                    self._puller = None
+            except asyncio.CancelledError:
+                if self._closing or not self._stop_requested:
+                    raise
+                _uncancel()
+                self._end_of_input()
+                return None
+            finally:
+                self._puller = None
+        return self._received(item)
+
+    def _received(self, item: T) -> _Work[T] | object:
+        """Number a pulled item and look it up in the journal."""
         index = self._index
         self._index += 1
         work = self._prepare(index, item)

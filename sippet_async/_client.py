@@ -7,6 +7,7 @@ import functools
 import logging
 import math
 import os
+from collections import ChainMap
 from collections.abc import (
     AsyncIterable,
     Awaitable,
@@ -492,13 +493,17 @@ def _decode_validate(action: str, response: protocol.HttpResponse, _type: Any) -
     return protocol.decode_validate(action, response)
 
 
-def _with_key(headers: Mapping[str, str], key: str) -> dict[str, str]:
-    """The request headers plus ``Idempotency-Key`` (§12.4), checked before any I/O."""
+def _with_key(headers: dict[str, str], key: str) -> Mapping[str, str]:
+    """The request headers plus ``Idempotency-Key`` (§12.4), checked before any I/O.
+
+    A ChainMap over the client's own headers, so a transport whose session already holds
+    those sends only the key (``AiohttpTransport`` does).
+    """
     if not isinstance(key, str) or not key or len(key) > 255:
         raise UsageError("idempotency_key must be a non-empty string of at most 255 "
                          "characters")
     check_token("idempotency_key", key)
-    return {**headers, protocol.IDEMPOTENCY_HEADER: key}
+    return ChainMap({protocol.IDEMPOTENCY_HEADER: key}, headers)
 
 
 def _check_type(type: Any) -> None:

@@ -7,6 +7,7 @@ through one table, into TransportError / TransportTimeoutError / ResponseTooLarg
 from __future__ import annotations
 
 import asyncio
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Final, Protocol, runtime_checkable
 
@@ -121,6 +122,13 @@ class AiohttpTransport:
     async def send(self, request: HttpRequest) -> HttpResponse:
         session = self._session or self._open()
         headers = request.headers
+        if headers is self._defaults:
+            extra: Mapping[str, str] | None = None  # the session's defaults hold them all
+        elif type(headers) is ChainMap and len(headers.maps) == 2 \
+                and headers.maps[1] is self._defaults:
+            extra = headers.maps[0]  # e.g. only the Idempotency-Key on top of the defaults
+        else:
+            extra = headers
         try:
             # Awaited rather than ``async with``: the context manager adds a coroutine
             # layer that every wake-up of the request passes through, and four more
@@ -128,8 +136,8 @@ class AiohttpTransport:
             resp = await session.post(
                 self._url(request.url),
                 data=request.body,
-                # The session's defaults already hold these: send no per-request headers.
-                headers=None if headers is self._defaults else headers,
+                # aiohttp merges per-request headers over its defaults in a Python loop.
+                headers=extra,
                 allow_redirects=False,
                 timeout=self._timeout,
             )
