@@ -124,6 +124,11 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
         _check_action(action)
     payload: dict[str, Any] = {"action": action}
     for name, value in keys.items():
+        wire = WIRE_NAMES.get(name)
+        if wire is None:  # a misspelt key is an error even when its value is None
+            unknown = sorted(set(keys) - WIRE_NAMES.keys())
+            raise UsageError(f"unknown request key(s) {unknown}; "
+                             f"expected some of {sorted(WIRE_NAMES)}")
         if value is None:
             continue
         if name in _MAPPING_KEYS:
@@ -137,11 +142,7 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
                     f"{name} must be a list, e.g. ['id', 'fullName'], got {value!r}")
         elif name == "sort":
             _check_sort(value)
-        elif name not in WIRE_NAMES:
-            unknown = sorted(set(keys) - WIRE_NAMES.keys())
-            raise UsageError(f"unknown request key(s) {unknown}; "
-                             f"expected some of {sorted(WIRE_NAMES)}")
-        payload[WIRE_NAMES[name]] = value
+        payload[wire] = value
     try:
         return _ENCODER.encode(payload)
     except (TypeError, RecursionError, msgspec.EncodeError) as exc:  # a cycle: RecursionError

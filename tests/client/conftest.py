@@ -377,6 +377,7 @@ SCENARIOS: Final[tuple[ErrorScenario, ...]] = (
     _usage("page-is-a-string", run("list_contacts", page="1")),
     _usage("sort-of-ints", run("list_contacts", sort=[1])),
     _usage("unknown-keyword", run("list_contacts", fieldz=["id"])),
+    _usage("unknown-keyword-given-none", run("list_contacts", fields=["id"], fieldz=None)),
     _usage("unencodable-value", run("create_contact", input={"when": object()})),
     _usage("self-referencing-value", run("create_contact", input=_self_referencing())),
     _usage("unsupported-type", run("list_contacts", type=_UNSUPPORTED_TYPE)),

@@ -127,6 +127,13 @@ def test_malformed_base_url(url: str, problem: str) -> None:
     assert "base_url" in str(info.value)
 
 
+@pytest.mark.parametrize("url", [123, b"https://api.sippet.ai", ["https://api.sippet.ai"]])
+def test_non_string_base_url_is_a_usage_error(url: object) -> None:
+    """A base URL that is not a str is named as such, not a bare TypeError."""
+    with pytest.raises(UsageError, match="base_url must be a string"):
+        _resolve(base_url=url)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("url", "kept"),
     [
