@@ -255,13 +255,7 @@ class SippetClient:
             RateLimitError: still rate limited after the retries, or asked to wait longer
                 than ``retry_after_cap``.
         """
-        body = protocol.encode_payload(action, keys)
-        if type is not None:
-            _check_type(type)
-        result: RunResult[T] = await self._execute(
-            self._run_url, action, body, protocol.decode_run, type,
-            idempotent, idempotency_key, deadline,
-        )
+        result = await self._run_call(action, type, idempotent, idempotency_key, deadline, keys)
         return result.data
 
     @overload
@@ -284,13 +278,7 @@ class SippetClient:
     ) -> RunResult[T]:
         """Like ``run`` but returns ``RunResult(data, metadata)``: mutations may put
         metadata beside ``data`` (PROTOCOL.md §3.6)."""
-        body = protocol.encode_payload(action, keys)
-        if type is not None:
-            _check_type(type)
-        return await self._execute(
-            self._run_url, action, body, protocol.decode_run, type,
-            idempotent, idempotency_key, deadline,
-        )
+        return await self._run_call(action, type, idempotent, idempotency_key, deadline, keys)
 
     async def validate(
         self, action: str, *, deadline: float | None = None, **keys: Unpack[RequestKeys]
@@ -413,6 +401,18 @@ class SippetClient:
 
     # -- the pipeline -----------------------------------------------------------------
 
+    def _run_call(
+        self, action: str, type: type[T] | None, idempotent: bool | None,
+        idempotency_key: str | None, deadline: float | None, keys: Mapping[str, Any],
+    ) -> Awaitable[RunResult[T]]:
+        """A ``/run`` call of ``run`` / ``run_with_metadata``, checked before any I/O;
+        synchronous, so it adds no coroutine layer."""
+        body = protocol.encode_payload(action, keys)
+        if type is not None:
+            _check_type(type)
+        return self._execute(self._run_url, action, body, protocol.decode_run, type,
+                             idempotent, idempotency_key, deadline)
+
     def _execute(
         self,
         url: str,
@@ -432,8 +432,7 @@ class SippetClient:
         no extra coroutine layer (the per-request cost is measured in
         benchmarks/bench_overhead.py).
         """
-        if self._closed:
-            raise ClientClosedError("this SippetClient is closed; create a new one")
+        self._check_open()
         headers = self._headers if idempotency_key is None else _with_key(self._headers,
                                                                           idempotency_key)
         request = protocol.HttpRequest(url, body, headers)

@@ -96,7 +96,7 @@ class HttpResponse(msgspec.Struct, frozen=True):
 
 
 # The request keys of §3.1: Python name -> wire name (only these two are camelCased).
-WIRE_NAMES: Final[Mapping[str, str]] = {
+_WIRE_NAMES: Final[Mapping[str, str]] = {
     "input": "input", "identity": "identity", "fields": "fields", "filter": "filter",
     "sort": "sort", "page": "page", "metadata_fields": "metadataFields", "get_by": "getBy",
     "tenant": "tenant",
@@ -124,11 +124,11 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
         _check_action(action)
     payload: dict[str, Any] = {"action": action}
     for name, value in keys.items():
-        wire = WIRE_NAMES.get(name)
+        wire = _WIRE_NAMES.get(name)
         if wire is None:  # a misspelt key is an error even when its value is None
-            unknown = sorted(set(keys) - WIRE_NAMES.keys())
+            unknown = sorted(set(keys) - _WIRE_NAMES.keys())
             raise UsageError(f"unknown request key(s) {unknown}; "
-                             f"expected some of {sorted(WIRE_NAMES)}")
+                             f"expected some of {sorted(_WIRE_NAMES)}")
         if value is None:
             continue
         if name in _MAPPING_KEYS:
