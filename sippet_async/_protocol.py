@@ -42,6 +42,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "RateLimitHint",
+    "case_insensitive_headers",
     "decode_run",
     "decode_validate",
     "encode_payload",
@@ -67,6 +68,8 @@ _MSGSPEC_PATH: Final = re.compile(r"at `(\$[^`]*)`")
 # Decoding failures msgspec can raise on hostile bytes: malformed JSON, wrong shapes,
 # out-of-range numbers (DecodeError/ValidationError), deep nesting (RecursionError) and
 # invalid UTF-8 inside a string (UnicodeDecodeError, not a DecodeError) (§12.2).
+# Header mapping types that match names case-insensitively; see case_insensitive_headers.
+_CASE_INSENSITIVE: Final[set[type]] = set()
 _DECODE_FAILURES: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 # RFC 9110 delta-seconds are digits; §12.1 also allows a decimal. float() alone would
 # accept "1_000", "+5", "1e3", "inf", which are malformed and so count as absent.
@@ -344,6 +347,12 @@ class RateLimitHint:
     limit: int | None = None
 
 
+def case_insensitive_headers(cls: type[Mapping[str, str]]) -> None:
+    """Declare that ``cls`` looks header names up case-insensitively (a transport's reply
+    headers), so reading a reply may look names up instead of scanning them."""
+    _CASE_INSENSITIVE.add(cls)
+
+
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitHint | None:
     """The rate-limit hint of a reply, or None when absent or malformed (§12.1).
 
@@ -351,8 +360,11 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitHint | None:
     and the IETF ``RateLimit`` header, either ``limit=10, remaining=5, reset=3`` or
     ``"policy";r=5;t=3`` (the quota then comes from ``RateLimit-Policy: "policy";q=10``).
     """
+    if type(headers) in _CASE_INSENSITIVE and "ratelimit-remaining" not in headers \
+            and "ratelimit" not in headers:
+        return None  # most replies carry no hint: two lookups, not a scan of every name
     found: dict[str, str] = {}
-    for name in headers:  # one cheap pass over the names: most replies carry no hint
+    for name in headers:
         if name[:1] in "rR" and name[:9].lower() == "ratelimit":
             found[name.lower()] = headers[name]
     if not found:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
+import multidict
 import pytest
 
 from sippet_async._protocol import RateLimitHint, parse_rate_limit
+
+# How headers reach parse_rate_limit: a plain mapping (a custom transport), or aiohttp's
+# case-insensitive one, which the transport registers so a hint is looked up, not scanned.
+Headers = Callable[[dict[str, str]], Mapping[str, str]]
+KINDS: dict[str, Headers] = {
+    "dict": dict,
+    "aiohttp": lambda h: multidict.CIMultiDictProxy(multidict.CIMultiDict(h)),
+}
 
 CASES: list[tuple[str, dict[str, str], RateLimitHint | None]] = [
     ("none", {"Content-Type": "application/json"}, None),
@@ -36,8 +47,17 @@ CASES: list[tuple[str, dict[str, str], RateLimitHint | None]] = [
 ]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("name", "headers", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_parse_rate_limit(name: str, headers: dict[str, str],
-                          expected: RateLimitHint | None) -> None:
+                          expected: RateLimitHint | None, kind: str) -> None:
     """Each header set parses to the expected hint, or to None when malformed or absent."""
-    assert parse_rate_limit(headers) == expected
+    assert parse_rate_limit(KINDS[kind](headers)) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", ["RATELIMIT-REMAINING", "Ratelimit-Remaining"])
+def test_hint_names_match_in_any_case(kind: str, name: str) -> None:
+    """Header names are case-insensitive (RFC 9110 §5.1), whatever the mapping."""
+    headers = KINDS[kind]({name: "0", "RATELIMIT-reset": "2"})
+    assert parse_rate_limit(headers) == RateLimitHint(remaining=0, reset=2.0)
