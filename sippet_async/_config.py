@@ -89,8 +89,9 @@ class ApiKey:
 class Timeouts:
     """Per-attempt timeouts in seconds.
 
-    ``connect`` covers getting a connection (DNS, TCP, TLS), ``total`` one whole attempt,
-    and ``read`` the wait for each chunk of the reply. ``read=None`` (the default) leaves
+    ``connect`` covers getting a connection (DNS, TCP, TLS), ``total`` one whole attempt
+    (it fires up to 5%, at most 1 s, late: one coarse timer serves every attempt), and
+    ``read`` the wait for each chunk of the reply. ``read=None`` (the default) leaves
     a stalled reply to ``total``; set it to notice a stall sooner, at the cost of a timer
     re-armed on every read.
 
