@@ -15,8 +15,10 @@ Clients, each driven by ``concurrency`` tasks:
 
 * ``client.run``: SippetClient with its default retry policy (no failures happen, so no
   retry runs), no rate limit, ``max_concurrency`` = concurrency;
-* ``bare aiohttp``: one pooled ``ClientSession``, pre-encoded body, ``resp.read()`` and a
-  msgspec envelope decode: the floor for an aiohttp client (no limiter, no retry);
+* ``bare aiohttp``: one pooled ``ClientSession`` with aiohttp's default timeouts (a total
+  of 5 minutes per request), pre-encoded body, ``resp.read()`` and a msgspec envelope
+  decode: the floor for an aiohttp client (no limiter, no retry). ``client.run`` bounds
+  each attempt too (60 s), with its own coarse timer instead of aiohttp's per-request one;
 * ``naive aiohttp``: the same session with ``json=`` and ``await resp.json()``;
 * ``httpx``: ``httpx.AsyncClient`` with a pool of ``concurrency`` connections.
 

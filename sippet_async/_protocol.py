@@ -65,11 +65,11 @@ _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
 _ANY: Final = msgspec.json.Decoder()
 _ANY_ENVELOPE: Final = msgspec.json.Decoder(TypedEnvelope[Any])
 _MSGSPEC_PATH: Final = re.compile(r"at `(\$[^`]*)`")
+# Header mapping types that match names case-insensitively; see case_insensitive_headers.
+_CASE_INSENSITIVE: Final[set[type]] = set()
 # Decoding failures msgspec can raise on hostile bytes: malformed JSON, wrong shapes,
 # out-of-range numbers (DecodeError/ValidationError), deep nesting (RecursionError) and
 # invalid UTF-8 inside a string (UnicodeDecodeError, not a DecodeError) (§12.2).
-# Header mapping types that match names case-insensitively; see case_insensitive_headers.
-_CASE_INSENSITIVE: Final[set[type]] = set()
 _DECODE_FAILURES: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 # RFC 9110 delta-seconds are digits; §12.1 also allows a decimal. float() alone would
 # accept "1_000", "+5", "1e3", "inf", which are malformed and so count as absent.

@@ -90,8 +90,8 @@ class AttemptTimer:
     the client adds to a bare aiohttp request (measured with callgrind). Here an attempt
     only records its deadline; a sweep every ``total / 20`` seconds (at most 1 s, and only
     while attempts are in flight) cancels the tasks past theirs, as ``asyncio.timeout``
-    does. So an attempt times out up to 5% (at most 1 s) after ``total``, as aiohttp's
-    own rounds totals of 5 s and more up to the next whole second.
+    does. So an attempt times out up to 5% (at most 1 s) after ``total``; aiohttp's own
+    timer is as coarse, rounding a total of 5 s or more up to the next whole second.
     """
 
     __slots__ = ("_armed", "_sweeper", "_tick", "_total")
