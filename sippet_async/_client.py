@@ -454,7 +454,8 @@ class SippetClient:
         try:
             # A slot from the gate check to the reply: at most max_concurrency in flight,
             # and none queued for a connection past a pause that has begun since.
-            await slots.acquire()
+            if not slots.take():
+                await slots.wait()
             try:
                 if limits.gated():
                     await limits.admit(call.action)  # the shared pause, then a rate token
