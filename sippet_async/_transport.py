@@ -94,10 +94,10 @@ class AttemptTimer:
     timer is as coarse, rounding a total of 5 s or more up to the next whole second.
     """
 
-    __slots__ = ("_armed", "_sweeper", "_tick", "_total")
+    __slots__ = ("_armed", "_sweeper", "_tick", "total")
 
     def __init__(self, total: float) -> None:
-        self._total = total
+        self.total = total  # seconds per attempt
         self._tick = min(1.0, max(0.001, total / 20))
         # Oldest first: every attempt has the same total, so deadlines come in order and
         # a sweep stops at the first one still running.
@@ -110,7 +110,7 @@ class AttemptTimer:
         if task is None:  # not inside a task: nothing to cancel
             return None
         loop = task.get_loop()
-        armed = _Armed(task, loop.time() + self._total)
+        armed = _Armed(task, loop.time() + self.total)
         self._armed[armed] = None
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._tick, self._sweep, loop)
@@ -176,7 +176,6 @@ class AiohttpTransport:
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=timeouts.connect, sock_read=timeouts.read
         )
-        self._total = timeouts.total
         self._timer = AttemptTimer(timeouts.total)
         self._limit = max_concurrency
         self._max_bytes = max_response_bytes
@@ -254,7 +253,7 @@ class AiohttpTransport:
         except asyncio.CancelledError:
             if self._timer.timed_out(armed):
                 raise TransportTimeoutError(
-                    f"attempt timed out after {self._total:g}s ({request.url})", sent=True
+                    f"attempt timed out after {self._timer.total:g}s ({request.url})", sent=True
                 ) from None
             raise
         except aiohttp.ClientError as exc:
