@@ -106,6 +106,7 @@ _WIRE_NAMES: Final[Mapping[str, str]] = {
     "sort": "sort", "page": "page", "metadata_fields": "metadataFields", "get_by": "getBy",
     "tenant": "tenant",
 }
+_PYTHON_NAMES: Final[Mapping[str, str]] = {wire: name for name, wire in _WIRE_NAMES.items()}
 _MAPPING_KEYS: Final = frozenset({"input", "filter", "page", "get_by"})
 _LIST_KEYS: Final = frozenset({"fields", "metadata_fields"})
 # Action names already checked; a worker sends the same few names millions of times.
@@ -149,9 +150,34 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
             _check_sort(value)
         payload[wire] = value
     try:
-        return _ENCODER.encode(payload)
+        body = _ENCODER.encode(payload)
     except (TypeError, RecursionError, msgspec.EncodeError) as exc:  # a cycle: RecursionError
         raise UsageError(f"{action}: a request value cannot be sent as JSON: {exc}") from exc
+    # JSON has no NaN or Infinity and the encoder writes them as null, which would change
+    # what the caller meant (strict in what we send). A body without "null" cannot hold
+    # one, so only a body that has it is walked: a search at C speed on every call.
+    if b"null" in body:
+        _check_finite(action, payload)
+    return body
+
+
+def _check_finite(action: str, payload: Mapping[str, Any]) -> None:
+    """Raise UsageError naming a NaN or ±Infinity in a request by its key path."""
+    # to_builtins: Structs, dataclasses and the like become dicts, floats stay as they are.
+    plain = msgspec.to_builtins(payload)
+    stack: list[tuple[str, Any]] = [
+        (_PYTHON_NAMES.get(key, key), value) for key, value in plain.items()
+    ]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise UsageError(f"{action}: {path} is {value!r}, which JSON cannot carry; "
+                                 "send a number, or null (None) for no value")
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
 
 
 def _check_action(action: object) -> None:
@@ -260,7 +286,7 @@ def decode_run(action: str, response: HttpResponse, type: type[T] | None = None)
         data = _decoder_for(cast(Any, type)).decode(raw)
     except _DECODE_FAILURES as exc:
         raise _protocol_error(action, "data does not match the expected type", exc,
-                              root="$.data") from exc
+                              response.body, root="$.data") from exc
     return RunResult(data=data, metadata=envelope.metadata)
 
 
@@ -283,7 +309,8 @@ def _decode_envelope(action: str, response: HttpResponse) -> Envelope:
     try:
         return _ENVELOPE.decode(response.body)
     except _DECODE_FAILURES as exc:
-        raise _protocol_error(action, "the reply is not a valid envelope", exc) from exc
+        raise _protocol_error(action, "the reply is not a valid envelope", exc,
+                              response.body) from exc
 
 
 def _require_errors(action: str, envelope: Envelope) -> list[ErrorItem]:
@@ -302,19 +329,100 @@ def _try_error_items(body: bytes) -> tuple[ErrorItem, ...]:
     return tuple(envelope.errors or ())
 
 
-def _protocol_error(action: str, what: str, exc: BaseException, *, root: str = "$",
-                    ) -> ProtocolError:
-    """A ProtocolError whose ``path`` is relative to the whole body (``root`` is where
-    the decoded document sits in it: ``$`` for the envelope, ``$.data`` for the data)."""
+def _protocol_error(action: str, what: str, exc: BaseException, body: bytes, *,
+                    root: str = "$") -> ProtocolError:
+    """A ProtocolError in our own words: what is wrong and where (``path``, relative to the
+    whole body; ``root`` is where the decoded document sits in it: ``$`` for the envelope,
+    ``$.data`` for the data). The decoder's own text stays in ``__cause__`` only."""
+    relative = _decoder_path(exc)
+    path = root + relative[1:] if relative is not None else root
+    reason = _reason(exc, body, envelope=root == "$")
+    return ProtocolError(f"{action}: {what} at {path}: {reason}", status=200, path=path)
+
+
+def _decoder_path(exc: BaseException) -> str | None:
+    """The JSON path msgspec names in a ValidationError (``$.errors[0].vars``), if any.
+
+    The one place we read msgspec's text: the path format is pinned by a contract test
+    (tests/protocol/test_msgspec_contract.py), so a change in it fails there, clearly.
+    """
+    if not isinstance(exc, msgspec.ValidationError):
+        return None
+    found = _MSGSPEC_PATH.search(str(exc))
+    return found.group(1) if found else None
+
+
+def _reason(exc: BaseException, body: bytes, *, envelope: bool) -> str:
+    """Why a reply could not be read, found by our own checks of the body."""
     if isinstance(exc, RecursionError):
-        reason = "nesting too deep"
-    elif isinstance(exc, UnicodeDecodeError):
-        reason = "invalid UTF-8"
-    else:
-        reason = str(exc)
-    found = _MSGSPEC_PATH.search(reason)
-    path = root + found.group(1)[1:] if found else root
-    return ProtocolError(f"{action}: {what}: {reason}", status=200, path=path)
+        return "nesting too deep"
+    utf8 = _utf8_problem(body)
+    if utf8 is not None:
+        return utf8
+    kind = _json_kind(body)
+    if kind is None:
+        text = body.strip()
+        if not text:
+            return "the body is empty"
+        if text.startswith(b"\xef\xbb\xbf"):
+            return "the body begins with a byte-order mark, which JSON does not allow"
+        if text.startswith(b"<"):
+            return "the body is HTML or XML, not JSON"
+        return "the body is not valid JSON"
+    if not isinstance(exc, msgspec.ValidationError):
+        return "the body is not valid JSON (malformed, truncated or followed by more text)"
+    try:
+        document = _ANY.decode(body)
+    except msgspec.ValidationError:
+        # Untyped decoding checks nothing but a number's range: the JSON itself holds one
+        # beyond a 64-bit float or integer.
+        return "a number is out of range"
+    except _DECODE_FAILURES:
+        document = None
+    if envelope:
+        problem = _envelope_problem(kind, document)
+        if problem is not None:
+            return problem
+    return "a value has the wrong type, or a required key is missing"
+
+
+def _utf8_problem(body: bytes) -> str | None:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"the body is not valid UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})"
+    return None
+
+
+_JSON_KINDS: Final = {ord("{"): "an object", ord("["): "an array", ord('"'): "a string",
+                      ord("t"): "a boolean", ord("f"): "a boolean", ord("n"): "null"}
+
+
+def _json_kind(body: bytes) -> str | None:
+    """What the JSON document is, from its first byte; None if it cannot be JSON."""
+    text = body.lstrip(b" \t\r\n")
+    if not text:
+        return None
+    first = text[0]
+    if first in _JSON_KINDS:
+        return _JSON_KINDS[first]
+    return "a number" if first == ord("-") or ord("0") <= first <= ord("9") else None
+
+
+def _envelope_problem(kind: str, document: object) -> str | None:
+    """What makes a JSON document not an envelope (§4, §6.1)."""
+    if kind != "an object":
+        return f"the reply is {kind}, not an envelope object"
+    if not isinstance(document, dict):
+        return None
+    if "success" not in document:
+        return "the reply has no `success` key"
+    if not isinstance(document["success"], bool):
+        return "`success` is neither true nor false"
+    errors = document.get("errors")
+    if errors is not None and not isinstance(errors, list):
+        return "`errors` is not a list"
+    return None
 
 
 @functools.lru_cache(maxsize=256)

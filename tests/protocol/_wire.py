@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import pytest
 
 from sippet_async import _errors
@@ -124,6 +125,10 @@ def check_raised(exc: Exception, expect: dict[str, Any]) -> None:
             assert retry_after == expect["retry_after"]
     for text in expect.get("message_contains", ()):
         assert text in str(exc), f"{text!r} not in {str(exc)!r}"
+    cause = exc.__cause__
+    if isinstance(cause, msgspec.MsgspecError) and str(cause):
+        # Our message is our own words; the decoder's text stays in __cause__ only.
+        assert str(cause) not in str(exc), f"decoder text copied into {str(exc)!r}"
 
 
 def check_result_keys(expect: dict[str, Any], allowed: frozenset[str]) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
+from sippet_async._errors import UsageError
 from sippet_async._protocol import encode_payload, is_read_action
 
 
@@ -134,3 +136,37 @@ def test_encode_is_compact_utf8_json() -> None:
 def test_is_read_action(action: str, read: bool) -> None:
     """list_* and get_* are reads, everything else a write (§12.5)."""
     assert is_read_action(action) is read
+
+
+@pytest.mark.parametrize(
+    ("keys", "path"),
+    [
+        ({"input": {"score": float("nan")}}, "input.score"),
+        ({"input": {"tags": [1.0, {"weight": float("inf")}]}}, "input.tags[1].weight"),
+        ({"filter": {"score": {"gt": float("-inf")}}}, "filter.score.gt"),
+        ({"get_by": {"n": float("nan")}}, "get_by.n"),
+        ({"input": {"pair": (1.0, float("nan")), "other": None}}, "input.pair[1]"),
+    ],
+)
+def test_nan_and_infinity_are_refused_with_their_path(keys: dict[str, Any], path: str) -> None:
+    """NaN and ±Infinity anywhere raise UsageError naming the key path, not null (§3.7)."""
+    with pytest.raises(UsageError) as info:
+        encode_payload("create_contact", keys)
+    assert f"create_contact: {path} is " in str(info.value)
+
+
+def test_nan_inside_a_struct_input_is_refused() -> None:
+    """Inputs given as msgspec Structs are checked too."""
+
+    class Score(msgspec.Struct):
+        value: float
+
+    with pytest.raises(UsageError, match=r"input\.score\.value"):
+        encode_payload("create_contact", {"input": {"score": Score(float("nan")), "n": None}})
+
+
+def test_null_and_finite_numbers_are_sent_as_given() -> None:
+    """A real null stays null; finite floats are untouched."""
+    body = encode_payload("create_contact", {"input": {"email": None, "score": 1.5}})
+    assert msgspec.json.decode(body) == {"action": "create_contact",
+                                         "input": {"email": None, "score": 1.5}}

@@ -62,7 +62,7 @@ def _nested(depth: int, inner: bytes = b"1") -> bytes:
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (_nested(DEPTH), "Expected `object`, got `array`"),
+        (_nested(DEPTH), "the reply is an array, not an envelope object"),
         (b'{"extra": ' + _nested(DEPTH) + b', "success": true, "data": []}', "nesting too deep"),
         (b'{"success": true, "data": ' + _nested(DEPTH) + b"}", "nesting too deep"),
         (
