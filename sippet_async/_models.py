@@ -7,7 +7,7 @@ be liberal). The outgoing payload is a plain dict built by ``_protocol.encode_pa
 from __future__ import annotations
 
 import re
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
@@ -39,11 +39,27 @@ class ErrorItem(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     code: str | None = None
     message: str = ""
     short_message: str = ""
-    vars: dict[str, Any] = {}
-    fields: tuple[str, ...] = ()
-    path: tuple[Any, ...] = ()
+    if TYPE_CHECKING:
+        vars: dict[str, Any] = {}
+        fields: tuple[str, ...] = ()
+        path: tuple[Any, ...] = ()
+    else:
+        # On the wire each of these may also be null, which reads as empty (liberal in
+        # what we accept, docs/protocol.md §12.3); __post_init__ makes it so, and the
+        # declared types above are what every ErrorItem holds.
+        vars: dict[str, Any] | None = {}
+        fields: tuple[str, ...] | None = ()
+        path: tuple[Any, ...] | None = ()
     details: dict[str, Any] | None = None
     error_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.vars is None:
+            msgspec.structs.force_setattr(self, "vars", {})
+        if self.fields is None:
+            msgspec.structs.force_setattr(self, "fields", ())
+        if self.path is None:
+            msgspec.structs.force_setattr(self, "path", ())
 
     @property
     def kind(self) -> str:

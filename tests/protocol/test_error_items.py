@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from sippet_async._errors import (
@@ -215,3 +216,21 @@ def test_str_names_action_and_first_error(errors: list[ErrorItem], text: str) ->
     assert error.action == "create_contact"
     assert error.errors == tuple(errors)
     assert error.first == (errors[0] if errors else None)
+
+
+@pytest.mark.parametrize("key", ["vars", "fields", "path", "details"])
+def test_null_collections_in_an_error_item_read_as_empty(key: str) -> None:
+    """``null`` for vars, fields, path or details is tolerated and reads as empty (§12.3)."""
+    body = msgspec.json.encode({"type": "required", "message": "m", key: None})
+    item = msgspec.json.decode(body, type=ErrorItem)
+    assert item.vars == {}
+    assert item.fields == ()
+    assert item.path == ()
+    assert item.details is None
+    assert item.render() == "m"
+
+
+def test_an_error_item_built_with_none_holds_empty_collections() -> None:
+    """Built in code, ``None`` is normalised the same way as on the wire."""
+    item = ErrorItem(vars=None, fields=None, path=None)  # type: ignore[arg-type]
+    assert (item.vars, item.fields, item.path) == ({}, (), ())
