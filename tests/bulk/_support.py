@@ -39,6 +39,31 @@ async def poll_until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(POLL)
 
 
+# Long enough that no held request is answered while a test waits for its process.
+HOLD: Final = 3600.0
+
+
+async def interrupt_held(server: FakeSippet, proc: asyncio.subprocess.Process,
+                         signum: int) -> tuple[int, bytes | None, bytes | None]:
+    """Hold every new request at the server, then send ``signum`` to ``proc``; return its
+    exit code and output once it has ended.
+
+    While held, the job cannot finish, however fast or slow the machine is, so the signal
+    always lands mid-job (replies already on their way still arrive and are journalled).
+    Held requests never execute; the server ends them when it stops.
+    """
+    latency = server.latency
+    server.latency = HOLD
+    try:
+        if proc.returncode is None:
+            proc.send_signal(signum)
+        out, err = await proc.communicate()
+    finally:
+        server.latency = latency
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
 def size(path: Path) -> int:
     """The file's size in bytes; 0 while it does not exist."""
     try:

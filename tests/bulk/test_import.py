@@ -16,7 +16,15 @@ from sippet_async import SippetClient, UsageError
 from sippet_async._import import Row, import_file, parse_map, read_rows
 from sippet_async.testing import FakeSippet
 
-from ._support import CLI_FAULTS, KEY, PHONE, assert_exactly_one_contact_per_phone, poll_until, size
+from ._support import (
+    CLI_FAULTS,
+    KEY,
+    PHONE,
+    assert_exactly_one_contact_per_phone,
+    interrupt_held,
+    poll_until,
+    size,
+)
 
 GOOD = 400
 MAP = "fullName=name,phoneE164=phone,company=company"
@@ -100,8 +108,8 @@ async def test_import_killed_and_resumed(
     proc = await asyncio.create_subprocess_exec(sys.executable, *args, env=env,
                                                 stderr=asyncio.subprocess.DEVNULL)
     await poll_until(lambda: proc.returncode is not None or size(journal) >= 40_000)
-    proc.send_signal(signal.SIGKILL)
-    assert await proc.wait() == -signal.SIGKILL
+    code, _, _ = await interrupt_held(server, proc, signal.SIGKILL)
+    assert code == -signal.SIGKILL  # killed mid-import: the server held it from finishing
 
     code, err = await _sippet(server, "import", "create_contact", data, "--journal", journal,
                               "--reconcile-by", "phoneE164")
