@@ -7,8 +7,9 @@ through one table, into TransportError / TransportTimeoutError / ResponseTooLarg
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
@@ -25,6 +26,8 @@ from sippet_async._errors import (
 from sippet_async._protocol import HttpRequest, HttpResponse, case_insensitive_headers
 
 __all__ = ["AiohttpTransport", "Transport"]
+
+log: Final = logging.getLogger("sippet_async")
 
 USER_AGENT: Final = f"sippet_async/{__version__}"
 _CHUNK: Final = 64 * 1024
@@ -60,8 +63,28 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[TransportError], bool, str],
 )
 
 
+def unwritten(exc: BaseException) -> bool:
+    """Whether a failed request provably left no byte: aiohttp refused to write it because
+    its connection was already closing (docs/protocol.md §12.5).
+
+    aiohttp's writer checks the connection before each write and raises
+    ``ClientConnectionResetError`` instead of writing: this is what a pooled keep-alive
+    connection gives when the server closed it while the loop was busy. A request of this
+    transport is a single write (the headers and the ``bytes`` body, coalesced; no
+    compression, no chunking, no ``Expect: 100-continue``), so a refused write means
+    nothing left.
+    """
+    return isinstance(exc, aiohttp.ClientConnectionResetError) or isinstance(
+        exc.__cause__, aiohttp.ClientConnectionResetError
+    )
+
+
 def translate(exc: BaseException, request: HttpRequest) -> TransportError:
     """Map an aiohttp/asyncio failure to our error; the key never enters the message."""
+    if unwritten(exc):
+        return TransportError(
+            f"connection closed before the request was written ({request.url})", sent=False
+        )
     for foreign, ours, sent, what in _TABLE:
         if isinstance(exc, foreign):
             detail = f": {type(exc).__name__}" if str(exc) == "" else f": {exc}"
@@ -160,6 +183,11 @@ class AiohttpTransport:
     whose ``headers`` is that very mapping sends nothing more per request: aiohttp merges
     per-request headers in a Python loop, defaults in C (measured: 7k instructions, ~2 µs,
     per request). A borrowed session gets every request's headers as given.
+
+    A request refused by a connection that was already closing (see ``unwritten``) is sent
+    once more, at once, on a new connection of a second session that never reuses one, so
+    it cannot meet another stale pooled connection; that session opens on first need. With
+    a borrowed session the failure is only reported as not sent (the retry policy decides).
     """
 
     def __init__(
@@ -180,6 +208,7 @@ class AiohttpTransport:
         self._limit = max_concurrency
         self._max_bytes = max_response_bytes
         self._session = session
+        self._fresh: aiohttp.ClientSession | None = None  # new connections only (resends)
         self._owned = session is None
         self._defaults = headers if headers is not None and self._owned else None
         self._urls: dict[str, yarl.URL] = {}
@@ -188,15 +217,18 @@ class AiohttpTransport:
         state = "owned" if self._owned else "borrowed"
         return f"<AiohttpTransport {state} session, limit={self._limit}>"
 
-    def _open(self) -> aiohttp.ClientSession:
-        session = aiohttp.ClientSession(
+    def _new_session(self, *, fresh: bool = False) -> aiohttp.ClientSession:
+        """An owned session; ``fresh``: every request on a new connection, closed after."""
+        return aiohttp.ClientSession(
             # One host (the base URL), so no per-host limit: its bookkeeping costs per request.
-            connector=aiohttp.TCPConnector(limit=self._limit),
+            connector=aiohttp.TCPConnector(limit=self._limit, force_close=fresh),
             timeout=self._timeout,
             trust_env=False,  # proxies from the environment must not see the key
             headers={"user-agent": USER_AGENT, **(self._defaults or {})},
         )
-        self._session = session
+
+    def _open(self) -> aiohttp.ClientSession:
+        session = self._session = self._new_session()
         return session
 
     def _url(self, url: str) -> yarl.URL:
@@ -223,14 +255,23 @@ class AiohttpTransport:
             # Awaited rather than ``async with``: the context manager adds a coroutine
             # layer that every wake-up of the request passes through, and four more
             # coroutines per request; ``release()`` below does what its exit does.
-            resp = await session.post(
-                self._url(request.url),
-                data=request.body,
-                # aiohttp merges per-request headers over its defaults in a Python loop.
-                headers=extra,
-                allow_redirects=False,
-                timeout=self._timeout,
-            )
+            try:
+                resp = await session.post(
+                    self._url(request.url),
+                    data=request.body,
+                    # aiohttp merges per-request headers over its defaults in a Python loop.
+                    headers=extra,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                )
+            except aiohttp.ClientOSError as exc:
+                if not self._owned or not unwritten(exc):
+                    raise
+                # Not a byte left: send it again, once, on a new connection (§12.5). A
+                # failure there is translated as usual.
+                log.info("connection closed before the request was written (%s); sending "
+                         "it again on a new connection", request.url)
+                resp = await self._resend(request, extra)
             try:
                 length = resp.content_length
                 if length is None:
@@ -263,6 +304,17 @@ class AiohttpTransport:
         finally:
             self._timer.disarm(armed)
 
+    def _resend(self, request: HttpRequest,
+                extra: Mapping[str, str] | None) -> Awaitable[aiohttp.ClientResponse]:
+        """Post ``request`` on a new connection: the fresh session never pools one."""
+        fresh = self._fresh
+        if fresh is None:
+            fresh = self._fresh = self._new_session(fresh=True)
+        return fresh.post(
+            self._url(request.url), data=request.body, headers=extra, allow_redirects=False,
+            timeout=self._timeout,
+        )
+
     async def _read_unsized(self, resp: aiohttp.ClientResponse, request: HttpRequest) -> bytes:
         """Read a body of undeclared length, refusing more than ``max_response_bytes``
         without buffering it."""
@@ -284,5 +336,8 @@ class AiohttpTransport:
     async def aclose(self) -> None:
         self._timer.close()
         session, self._session = self._session, None
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None:
+            await fresh.close()
         if session is not None and self._owned:
             await session.close()
