@@ -20,6 +20,7 @@ from sippet_async import __version__
 from sippet_async._config import Timeouts
 from sippet_async._errors import (
     ResponseTooLargeError,
+    TLSVerificationError,
     TransportError,
     TransportTimeoutError,
 )
@@ -63,6 +64,11 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[TransportError], bool, str],
 )
 
 
+# OpenSSL's verify codes for a certificate that does not name the host (hostname, e-mail,
+# IP address mismatch): reported as such rather than as an untrusted certificate.
+_NAME_MISMATCH: Final = frozenset({62, 63, 64})
+
+
 def unwritten(exc: BaseException) -> bool:
     """Whether a failed request provably left no byte: aiohttp refused to write it because
     its connection was already closing (docs/protocol.md §12.5).
@@ -79,8 +85,28 @@ def unwritten(exc: BaseException) -> bool:
     )
 
 
+def _tls_error(exc: aiohttp.ClientConnectorCertificateError,
+               request: HttpRequest) -> TLSVerificationError:
+    cert = exc.certificate_error
+    code = getattr(cert, "verify_code", None)
+    host = exc.host
+    if code in _NAME_MISMATCH:
+        what = (f"the certificate is not valid for {host}; use the name it was issued for "
+                "in base_url")
+    else:
+        reason = getattr(cert, "verify_message", None) or type(cert).__name__
+        what = f"the certificate could not be verified ({reason})"
+    return TLSVerificationError(
+        f"TLS verification failed ({request.url}): {what}. To trust a private CA, pass "
+        "SippetClient(ssl=ssl.create_default_context(cafile=...)); see the 'Networks: TLS "
+        "and proxies' guide"
+    )
+
+
 def translate(exc: BaseException, request: HttpRequest) -> TransportError:
     """Map an aiohttp/asyncio failure to our error; the key never enters the message."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return _tls_error(exc, request)
     if unwritten(exc):
         return TransportError(
             f"connection closed before the request was written ({request.url})", sent=False

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
+import ssl as _ssl
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -73,6 +74,7 @@ class FakeSippet:
         faults: Faults | None = None,
         seed: int = 0,
         clock: Callable[[], float] | None = None,
+        ssl: _ssl.SSLContext | None = None,
         keepalive_timeout: float = 75.0,
     ) -> None:
         """Configure the server; nothing listens until :meth:`start`.
@@ -86,6 +88,7 @@ class FakeSippet:
             faults: the fault script; settable at runtime.
             seed: seeds record ids and the fault draws.
             clock: monotonic seconds for the rate-limit window (default ``loop.time``).
+            ssl: a server-side ``ssl.SSLContext``: serve HTTPS (``url`` is then https://).
             keepalive_timeout: seconds an idle keep-alive connection stays open before the
                 server closes it (aiohttp's default, 75 s, as nginx's).
         """
@@ -98,6 +101,7 @@ class FakeSippet:
         self.honour_idempotency_key = honour_idempotency_key
         self.max_page_size = max_page_size
         self._host, self._port = host, port
+        self._ssl = ssl
         self._keepalive_timeout = keepalive_timeout
         self._store = Store(seed=seed, seed_contacts=seed_contacts)
         self._rng = random.Random(seed)
@@ -124,12 +128,13 @@ class FakeSippet:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            await web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl).start()
         except BaseException:
             await runner.cleanup()
             raise
         host, port = runner.addresses[0][:2]
-        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self._ssl is not None else "http"
+        self._url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
         self._runner = runner
         return self
 
