@@ -70,7 +70,8 @@ class TransportError(SippetError):
     """The HTTP exchange failed: connection refused, reset, DNS failure or timeout.
 
     ``sent`` says whether the request may have reached the server: ``False`` only when the
-    failure provably happened before any byte was written (refused, DNS, connect timeout).
+    failure provably happened before any byte was written (refused, DNS, connect timeout,
+    a proxy that refused the tunnel, a pooled connection already closed before the write).
     """
 
     def __init__(self, message: str, *, sent: bool = True) -> None:
