@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import ChainMap
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
@@ -55,6 +56,8 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[TransportError], bool, str],
     (aiohttp.SocketTimeoutError, TransportTimeoutError, True, "read timed out"),
     (aiohttp.ClientConnectorDNSError, TransportError, False, "DNS lookup failed"),
     (aiohttp.ClientConnectorError, TransportError, False, "connection failed"),
+    # The proxy answered CONNECT with an error: the tunnel, so the request, never began.
+    (aiohttp.ClientHttpProxyError, TransportError, False, "proxy refused the tunnel"),
     (aiohttp.ServerDisconnectedError, TransportError, True, "server disconnected"),
     (aiohttp.ClientPayloadError, TransportError, True, "reply truncated"),
     (aiohttp.ClientOSError, TransportError, True, "connection error"),
@@ -202,7 +205,8 @@ class AttemptTimer:
 class AiohttpTransport:
     """One pooled ``aiohttp.ClientSession``, created inside the running loop on first use.
 
-    An injected ``session`` is borrowed: used as is and never closed.
+    An injected ``session`` is borrowed: used as is and never closed; the network options
+    (``ssl``, ``proxy``, ``proxy_auth``, ``trust_env``) then belong to that session.
 
     ``headers`` are the ones every request of this transport carries (the client passes
     its key and content type). An owned session holds them as its defaults, so a request
@@ -224,6 +228,10 @@ class AiohttpTransport:
         max_response_bytes: int,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
+        ssl: ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        proxy_auth: tuple[str, str] | None = None,
+        trust_env: bool = False,
     ) -> None:
         # total=None: the attempt timer below bounds each attempt, for a fraction of the
         # cost; sock_read=None: no per-chunk timer (see Timeouts).
@@ -238,6 +246,14 @@ class AiohttpTransport:
         self._owned = session is None
         self._defaults = headers if headers is not None and self._owned else None
         self._urls: dict[str, yarl.URL] = {}
+        self._ssl = ssl
+        self._proxy = proxy
+        # aiohttp 3.14 deprecates proxy_auth= in favour of this header.
+        self._proxy_headers = (
+            {"Proxy-Authorization": aiohttp.encode_basic_auth(*proxy_auth)}
+            if proxy_auth is not None else None
+        )
+        self._trust_env = trust_env
 
     def __repr__(self) -> str:  # the default headers carry the key: never shown
         state = "owned" if self._owned else "borrowed"
@@ -245,11 +261,19 @@ class AiohttpTransport:
 
     def _new_session(self, *, fresh: bool = False) -> aiohttp.ClientSession:
         """An owned session; ``fresh``: every request on a new connection, closed after."""
+        context: ssl.SSLContext | bool = True  # aiohttp's verified default context
+        if self._ssl is not None:
+            context = self._ssl
+        elif self._trust_env:
+            # Built now, so SSL_CERT_FILE / SSL_CERT_DIR are read as they are now.
+            context = ssl.create_default_context()
         return aiohttp.ClientSession(
             # One host (the base URL), so no per-host limit: its bookkeeping costs per request.
-            connector=aiohttp.TCPConnector(limit=self._limit, force_close=fresh),
+            connector=aiohttp.TCPConnector(limit=self._limit, ssl=context, force_close=fresh),
             timeout=self._timeout,
-            trust_env=False,  # proxies from the environment must not see the key
+            # Off unless asked for: proxies from the environment must not see the key.
+            trust_env=self._trust_env,
+            proxy=self._proxy,
             headers={"user-agent": USER_AGENT, **(self._defaults or {})},
         )
 
@@ -289,6 +313,7 @@ class AiohttpTransport:
                     headers=extra,
                     allow_redirects=False,
                     timeout=self._timeout,
+                    proxy_headers=self._proxy_headers,
                 )
             except aiohttp.ClientOSError as exc:
                 if not self._owned or not unwritten(exc):
@@ -338,7 +363,7 @@ class AiohttpTransport:
             fresh = self._fresh = self._new_session(fresh=True)
         return fresh.post(
             self._url(request.url), data=request.body, headers=extra, allow_redirects=False,
-            timeout=self._timeout,
+            timeout=self._timeout, proxy_headers=self._proxy_headers,
         )
 
     async def _read_unsized(self, resp: aiohttp.ClientResponse, request: HttpRequest) -> bytes:
