@@ -114,7 +114,8 @@ class SippetClient:
             base_url: defaults to ``$SIPPET_BASE_URL``, then ``https://api.sippet.ai``.
             timeout: seconds per attempt, or a ``Timeouts`` (connect / read / total).
             max_concurrency: requests in flight at once (also the connection pool size).
-            max_response_bytes: larger replies are refused without being read.
+            max_response_bytes: larger replies (decoded size) are refused without being read
+                whole; default 8 MiB, several times the largest page.
             session: an ``aiohttp.ClientSession`` to borrow (never closed by the client);
                 it brings its own TLS and proxy settings, so the four network options
                 below cannot be combined with it.

@@ -28,9 +28,13 @@ ENV_BASE_URL: Final = "SIPPET_BASE_URL"
 # A single HTTP request is cheap on Sippet; 64 sockets keep a 1,000 req/s limit busy at
 # ~60 ms round trips without opening more connections than a pool should.
 DEFAULT_MAX_CONCURRENCY: Final = 64
-# Pages of a few thousand records are ~1 MB; 64 MB leaves room for huge pages while a
-# broken or hostile server cannot exhaust memory.
-DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+# The largest legitimate reply is one page: the server clamps ``page.limit`` to the action's
+# max_page_size (docs/protocol.md §5.1; Ash's default is 250, the fake server's 500), and a
+# record with a wide field selection is 1-2 KB, so a full page is ~1 MB. 8 MiB leaves 8x
+# for nested selections and unpaginated lists (``list_calls``, docs/protocol.md §12.6),
+# while a broken or endless reply costs at most the cap before it is refused (measured by
+# tests/client/test_client_limits.py: under 20 MB of RSS). Raise it for bigger replies.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 
 # A slow TLS handshake across continents stays well below 10 s.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0

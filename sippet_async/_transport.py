@@ -33,6 +33,7 @@ log: Final = logging.getLogger("sippet_async")
 
 USER_AGENT: Final = f"sippet_async/{__version__}"
 _CHUNK: Final = 64 * 1024
+_CONTENT_ENCODING: Final = aiohttp.hdrs.CONTENT_ENCODING
 _MAX_URLS: Final = 16
 
 # aiohttp's reply headers: a reply's rate-limit hints are then looked up, not scanned for.
@@ -325,15 +326,13 @@ class AiohttpTransport:
                 resp = await self._resend(request, extra)
             try:
                 length = resp.content_length
-                if length is None:
-                    body = await self._read_unsized(resp, request)
-                elif length > self._max_bytes:
+                if length is not None and length > self._max_bytes:
                     resp.close()
-                    raise ResponseTooLargeError(
-                        f"reply of {length} bytes exceeds the {self._max_bytes}-byte cap "
-                        f"({request.url}); raise max_response_bytes if this is expected",
-                        status=resp.status,
-                    )
+                    raise self._too_large(resp, request, length)
+                # A compressed reply's Content-Length counts compressed bytes (aiohttp
+                # decompresses as it reads): only the chunk loop bounds what it decodes to.
+                if length is None or _CONTENT_ENCODING in resp.headers:
+                    body = await self._read_unsized(resp, request)
                 else:
                     # Declared and within the cap: aiohttp stops at Content-Length, so one
                     # read is bounded (and cheaper than the chunk loop on every small reply).
@@ -366,9 +365,22 @@ class AiohttpTransport:
             timeout=self._timeout, proxy_headers=self._proxy_headers,
         )
 
+    def _too_large(self, resp: aiohttp.ClientResponse, request: HttpRequest,
+                   length: int | None = None) -> ResponseTooLargeError:
+        size = "reply" if length is None else f"reply of {length} bytes"
+        return ResponseTooLargeError(
+            f"{size} exceeds the {self._max_bytes}-byte cap ({request.url}); raise "
+            "max_response_bytes if this is expected",
+            status=resp.status,
+        )
+
     async def _read_unsized(self, resp: aiohttp.ClientResponse, request: HttpRequest) -> bytes:
-        """Read a body of undeclared length, refusing more than ``max_response_bytes``
-        without buffering it."""
+        """Read a body of undeclared (or compressed) length, refusing more than
+        ``max_response_bytes`` without buffering it.
+
+        At most the cap is held: each chunk is counted before it is kept, chunks are kept
+        as read (no growing buffer copied on each append) and joined once, at the end.
+        """
         limit = self._max_bytes
         chunks: list[bytes] = []
         size = 0
@@ -376,11 +388,7 @@ class AiohttpTransport:
             size += len(chunk)
             if size > limit:
                 resp.close()
-                raise ResponseTooLargeError(
-                    f"reply exceeds the {limit}-byte cap ({request.url}); "
-                    "raise max_response_bytes if this is expected",
-                    status=resp.status,
-                )
+                raise self._too_large(resp, request)
             chunks.append(chunk)
         return b"".join(chunks)
 
