@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import ssl as _ssl
+import sys
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from sippet_async._errors import UsageError
@@ -187,6 +187,13 @@ def _validate_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def _is_ssl_context(value: object) -> bool:
+    """Whether ``value`` is an ``ssl.SSLContext``, without importing ssl here (this module
+    stays free of network code): a context can only exist once ssl has been imported."""
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(value, ssl_module.SSLContext)
+
+
 def _split_proxy(proxy: str | None, auth: object) -> tuple[str | None, ProxyAuth | None]:
     """The proxy URL without credentials, and the credentials (from ``auth`` or the URL)."""
     if proxy is None:
@@ -240,14 +247,16 @@ class ClientConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    ssl: _ssl.SSLContext | None = None
+    # An ssl.SSLContext; typed Any because this module stays pure (no ssl import, not
+    # even for typing: tests/test_layers.py), and validated in __post_init__.
+    ssl: Any = None
     proxy: str | None = None
     proxy_auth: ProxyAuth | None = None
     trust_env: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", _validate_base_url(self.base_url))
-        if self.ssl is not None and not isinstance(self.ssl, _ssl.SSLContext):
+        if self.ssl is not None and not _is_ssl_context(self.ssl):
             if self.ssl is False:
                 raise UsageError(
                     "ssl=False is not supported: it would send the secret key to whoever "
@@ -274,7 +283,7 @@ class ClientConfig:
         max_concurrency: int,
         max_response_bytes: int,
         *,
-        ssl: _ssl.SSLContext | None = None,
+        ssl: Any = None,
         proxy: str | None = None,
         proxy_auth: object = None,
         trust_env: bool = False,
