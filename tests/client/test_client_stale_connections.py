@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,15 @@ from sippet_async.testing import FakeSippet, RecordedRequest, Reply
 
 POOL = 32
 IDLE_TIMEOUT = 0.2  # seconds the server keeps an idle connection
+
+# From Python 3.12 aiohttp writes the request eagerly, in the same step that takes the
+# connection from the pool, before the loop has read the server's close: the bytes leave,
+# so the failure is ambiguous and stays unknown (see the retries guide). Strict: if a
+# later aiohttp notices the close first, these start passing and the marker must go.
+AMBIGUOUS_FROM_312 = pytest.mark.xfail(
+    sys.version_info >= (3, 12), strict=True,
+    reason="aiohttp writes eagerly on Python >= 3.12, before the loop sees the close",
+)
 
 
 class ServerThread:
@@ -87,6 +97,7 @@ def creates(requests: list[RecordedRequest]) -> list[str]:
             if r.action == "create_contact" and r.executed]
 
 
+@AMBIGUOUS_FROM_312
 async def test_writes_on_stale_pooled_connections_are_sent_again_exactly_once(
     idle_closing_server: FakeSippet, api_key: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -109,6 +120,7 @@ async def test_writes_on_stale_pooled_connections_are_sent_again_exactly_once(
     assert resent, "the scenario did not meet a stale pooled connection"
 
 
+@AMBIGUOUS_FROM_312
 async def test_a_borrowed_session_reports_a_stale_write_as_not_sent(
     idle_closing_server: FakeSippet, api_key: str,
 ) -> None:
