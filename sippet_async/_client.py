@@ -7,6 +7,7 @@ import functools
 import logging
 import math
 import os
+import ssl as _ssl
 from collections import ChainMap
 from collections.abc import (
     AsyncIterable,
@@ -101,6 +102,10 @@ class SippetClient:
         retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
         deadline: float | None = None,
         hooks: Hooks | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        proxy_auth: tuple[str, str] | None = None,
+        trust_env: bool = False,
     ) -> None:
         """Create a client; nothing is opened until the first request.
 
@@ -109,9 +114,12 @@ class SippetClient:
             base_url: defaults to ``$SIPPET_BASE_URL``, then ``https://api.sippet.ai``.
             timeout: seconds per attempt, or a ``Timeouts`` (connect / read / total).
             max_concurrency: requests in flight at once (also the connection pool size).
-            max_response_bytes: larger replies are refused without being read.
-            session: an ``aiohttp.ClientSession`` to borrow (never closed by the client).
-            transport: a custom ``Transport`` (overrides ``session``).
+            max_response_bytes: larger replies (decoded size) are refused without being read
+                whole; default 8 MiB, several times the largest page.
+            session: an ``aiohttp.ClientSession`` to borrow (never closed by the client);
+                it brings its own TLS and proxy settings, so the four network options
+                below cannot be combined with it.
+            transport: a custom ``Transport`` (not with ``session`` or network options).
             rate_limit: requests per second; no rolling second ever carries more (retries
                 included). None: no client-side rate limit (429s still pause the client).
             retry: attempts, backoff and retry budget; ``RetryPolicy(attempts=1)`` disables
@@ -124,12 +132,23 @@ class SippetClient:
                 ``RateLimitError`` instead of waiting.
             deadline: seconds each call may take in all, attempts and waits included.
             hooks: callbacks on each request, retry and response (see ``Hooks``).
+            ssl: an ``ssl.SSLContext`` for https connections: a private CA, a client
+                certificate. Default: the system's trusted CAs, hostname checked.
+            proxy: an ``http://`` or ``https://`` proxy URL for every request (credentials
+                in it move to ``proxy_auth`` and are never shown).
+            proxy_auth: ``(login, password)`` for the proxy (Basic).
+            trust_env: read proxies from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``,
+                ``.netrc`` credentials, and build the default TLS context when the client
+                opens (``SSL_CERT_FILE``). Off by default: the key goes nowhere the code
+                does not say. See the "Networks: TLS and proxies" guide.
 
         Raises:
-            UsageError: a missing key, a malformed base URL or a bad limit.
+            UsageError: a missing key, a malformed base URL, a bad limit, or network
+                options combined with ``session=`` / ``transport=``.
         """
         self._config = ClientConfig.resolve(
-            api_key, base_url, timeout, max_concurrency, max_response_bytes
+            api_key, base_url, timeout, max_concurrency, max_response_bytes,
+            ssl=ssl, proxy=proxy, proxy_auth=proxy_auth, trust_env=trust_env,
         )
         cfg = self._config
         self._headers: Final = {
@@ -137,12 +156,18 @@ class SippetClient:
             "content-type": "application/json",
             "accept": "application/json",
         }
+        _check_borrowed(cfg, session, transport)
+        auth = cfg.proxy_auth
         self._transport: Transport = transport or AiohttpTransport(
             timeouts=cfg.timeouts,
             max_concurrency=cfg.max_concurrency,
             max_response_bytes=cfg.max_response_bytes,
             session=session,
             headers=self._headers,
+            ssl=cfg.ssl,
+            proxy=cfg.proxy,
+            proxy_auth=(auth.login, auth.reveal()) if auth is not None else None,
+            trust_env=cfg.trust_env,
         )
         self._run_url: Final = cfg.base_url + protocol.RUN_PATH
         self._validate_url: Final = cfg.base_url + protocol.VALIDATE_PATH
@@ -487,6 +512,25 @@ class SippetClient:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosedError("this SippetClient is closed; create a new one")
+
+
+def _check_borrowed(cfg: ClientConfig, session: aiohttp.ClientSession | None,
+                    transport: Transport | None) -> None:
+    """Network options configure the session the client owns; a borrowed session or a
+    custom transport brings its own, so asking for both is a mistake."""
+    if session is None and transport is None:
+        return
+    given = [name for name, value in (("ssl", cfg.ssl), ("proxy", cfg.proxy),
+                                      ("proxy_auth", cfg.proxy_auth))
+             if value is not None]
+    if cfg.trust_env:
+        given.append("trust_env")
+    if given:
+        owner = "session" if session is not None else "transport"
+        raise UsageError(f"{', '.join(given)} cannot be combined with {owner}=: configure "
+                         f"the {owner} itself")
+    if session is not None and transport is not None:
+        raise UsageError("pass session= or transport=, not both")
 
 
 def _decode_validate(action: str, response: protocol.HttpResponse, _type: Any) -> ValidationResult:

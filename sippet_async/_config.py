@@ -5,13 +5,21 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
-from typing import Final
-from urllib.parse import urlsplit
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
 from sippet_async._errors import UsageError
 
-__all__ = ["DEFAULT_BASE_URL", "ApiKey", "ClientConfig", "Timeouts", "check_token"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ApiKey",
+    "ClientConfig",
+    "ProxyAuth",
+    "Timeouts",
+    "check_token",
+]
 
 DEFAULT_BASE_URL: Final = "https://api.sippet.ai"  # PROTOCOL.md §1.1
 ENV_API_KEY: Final = "SIPPET_SECRET_KEY"
@@ -20,9 +28,13 @@ ENV_BASE_URL: Final = "SIPPET_BASE_URL"
 # A single HTTP request is cheap on Sippet; 64 sockets keep a 1,000 req/s limit busy at
 # ~60 ms round trips without opening more connections than a pool should.
 DEFAULT_MAX_CONCURRENCY: Final = 64
-# Pages of a few thousand records are ~1 MB; 64 MB leaves room for huge pages while a
-# broken or hostile server cannot exhaust memory.
-DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+# The largest legitimate reply is one page: the server clamps ``page.limit`` to the action's
+# max_page_size (docs/protocol.md §5.1; Ash's default is 250, the fake server's 500), and a
+# record with a wide field selection is 1-2 KB, so a full page is ~1 MB. 8 MiB leaves 8x
+# for nested selections and unpaginated lists (``list_calls``, docs/protocol.md §12.6),
+# while a broken or endless reply costs at most the cap before it is refused (measured by
+# tests/client/test_client_limits.py: under 20 MB of RSS). Raise it for bigger replies.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 
 # A slow TLS handshake across continents stays well below 10 s.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
@@ -85,6 +97,41 @@ class ApiKey:
         raise TypeError("ApiKey cannot be pickled")
 
 
+class ProxyAuth:
+    """Basic credentials for the proxy: the password is only reachable through ``reveal()``."""
+
+    __slots__ = ("_password", "login")
+
+    def __init__(self, login: str, password: str) -> None:
+        if not isinstance(login, str) or not isinstance(password, str) or not login:
+            raise UsageError("proxy_auth must be a (login, password) pair of strings")
+        if ":" in login:
+            raise UsageError("proxy_auth login must not contain ':' (RFC 7617)")
+        check_token("proxy_auth login", login)
+        check_token("proxy_auth password", password)
+        self.login = login
+        self._password = password
+
+    def reveal(self) -> str:
+        """The password itself, for the ``Proxy-Authorization`` header only."""
+        return self._password
+
+    def __repr__(self) -> str:
+        return f"ProxyAuth(login={self.login!r}, password='…')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ProxyAuth) and other.login == self.login
+                and other._password == self._password)
+
+    def __hash__(self) -> int:
+        return hash((self.login, self._password))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("ProxyAuth cannot be pickled")
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Per-attempt timeouts in seconds.
@@ -140,18 +187,86 @@ def _validate_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def _is_ssl_context(value: object) -> bool:
+    """Whether ``value`` is an ``ssl.SSLContext``, without importing ssl here (this module
+    stays free of network code): a context can only exist once ssl has been imported."""
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(value, ssl_module.SSLContext)
+
+
+def _split_proxy(proxy: str | None, auth: object) -> tuple[str | None, ProxyAuth | None]:
+    """The proxy URL without credentials, and the credentials (from ``auth`` or the URL)."""
+    if proxy is None:
+        if auth is not None:
+            raise UsageError("proxy_auth needs proxy= (an http:// or https:// proxy URL)")
+        return None, None
+    if not isinstance(proxy, str):
+        raise UsageError(f"proxy must be an http:// or https:// URL string, got "
+                         f"{type(proxy).__name__}")
+    check_token("proxy", proxy)
+    parts = urlsplit(proxy)
+    # Never echo ``proxy`` itself below: it may carry a password.
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError("proxy has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError("proxy must be an http:// or https:// URL with a host")
+    if (parts.path not in ("", "/")) or parts.query or parts.fragment \
+            or any(ch.isspace() for ch in proxy):
+        raise UsageError("proxy must be scheme://host[:port] only (no path, query or "
+                         "whitespace)")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    bare = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    credentials: ProxyAuth | None = None
+    if parts.username is not None or parts.password is not None:
+        if auth is not None:
+            raise UsageError("give proxy credentials once: in the proxy URL or in proxy_auth")
+        credentials = ProxyAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+    elif isinstance(auth, ProxyAuth):
+        credentials = auth
+    elif auth is not None:
+        if not isinstance(auth, tuple) or len(auth) != 2:
+            raise UsageError("proxy_auth must be a (login, password) pair, got "
+                             f"{type(auth).__name__}")
+        credentials = ProxyAuth(auth[0], auth[1])
+    return bare, credentials
+
+
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """Everything a client needs, validated once. Build it with ``ClientConfig.resolve``."""
+    """Everything a client needs, validated once. Build it with ``ClientConfig.resolve``.
+
+    ``ssl``, ``proxy``, ``proxy_auth`` and ``trust_env`` are the network options of the
+    "Networks: TLS and proxies" guide; ``proxy`` never carries credentials (they are moved
+    to ``proxy_auth``, whose repr masks the password).
+    """
 
     api_key: ApiKey
     base_url: str = DEFAULT_BASE_URL
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    # An ssl.SSLContext; typed Any because this module stays pure (no ssl import, not
+    # even for typing: tests/test_layers.py), and validated in __post_init__.
+    ssl: Any = None
+    proxy: str | None = None
+    proxy_auth: ProxyAuth | None = None
+    trust_env: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", _validate_base_url(self.base_url))
+        if self.ssl is not None and not _is_ssl_context(self.ssl):
+            if self.ssl is False:
+                raise UsageError(
+                    "ssl=False is not supported: it would send the secret key to whoever "
+                    "answers. Pass an ssl.SSLContext that trusts your CA instead")
+            raise UsageError(f"ssl must be an ssl.SSLContext, got {type(self.ssl).__name__}")
+        proxy, auth = _split_proxy(self.proxy, self.proxy_auth)
+        object.__setattr__(self, "proxy", proxy)
+        object.__setattr__(self, "proxy_auth", auth)
+        if not isinstance(self.trust_env, bool):
+            raise UsageError(f"trust_env must be True or False, got {self.trust_env!r}")
         if not _is_int(self.max_concurrency) or self.max_concurrency < 1:
             raise UsageError(f"max_concurrency must be an int >= 1, got {self.max_concurrency!r}")
         if not _is_int(self.max_response_bytes) or self.max_response_bytes < 1024:
@@ -167,6 +282,11 @@ class ClientConfig:
         timeout: float | Timeouts | None,
         max_concurrency: int,
         max_response_bytes: int,
+        *,
+        ssl: Any = None,
+        proxy: str | None = None,
+        proxy_auth: object = None,
+        trust_env: bool = False,
     ) -> ClientConfig:
         """Fill the gaps from the environment and defaults, then validate."""
         if api_key is None:
@@ -175,6 +295,7 @@ class ClientConfig:
             raise UsageError(f"no API key: pass api_key= or set {ENV_API_KEY}")
         key = api_key if isinstance(api_key, ApiKey) else ApiKey(api_key)
         url = base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+        bare_proxy, credentials = _split_proxy(proxy, proxy_auth)
         if timeout is None:
             timeouts = Timeouts()
         elif isinstance(timeout, Timeouts):
@@ -187,4 +308,5 @@ class ClientConfig:
         else:
             raise UsageError(f"timeout must be seconds or a Timeouts, got {timeout!r}")
         return cls(api_key=key, base_url=url, timeouts=timeouts,
-                   max_concurrency=max_concurrency, max_response_bytes=max_response_bytes)
+                   max_concurrency=max_concurrency, max_response_bytes=max_response_bytes,
+                   ssl=ssl, proxy=bare_proxy, proxy_auth=credentials, trust_env=trust_env)

@@ -5,7 +5,8 @@ SippetError
 ├── UsageError (also ValueError)   bad arguments or config, raised before any I/O
 ├── ClientClosedError              the client was used after aclose()
 ├── TransportError                 connection failed / reset / timed out
-│   └── TransportTimeoutError      also a builtin TimeoutError
+│   ├── TransportTimeoutError      also a builtin TimeoutError
+│   └── TLSVerificationError       the server's certificate was refused (never retried)
 ├── ProtocolError                  a reply that is not a valid envelope
 │   └── ResponseTooLargeError      the reply exceeded the client's size cap
 ├── AuthenticationError            HTTP 401/403, authentication_failed / invalid_token
@@ -45,6 +46,7 @@ __all__ = [
     "RpcError",
     "ServerError",
     "SippetError",
+    "TLSVerificationError",
     "TransportError",
     "TransportTimeoutError",
     "UsageError",
@@ -68,7 +70,8 @@ class TransportError(SippetError):
     """The HTTP exchange failed: connection refused, reset, DNS failure or timeout.
 
     ``sent`` says whether the request may have reached the server: ``False`` only when the
-    failure provably happened before any byte was written (refused, DNS, connect timeout).
+    failure provably happened before any byte was written (refused, DNS, connect timeout,
+    a proxy that refused the tunnel, a pooled connection already closed before the write).
     """
 
     def __init__(self, message: str, *, sent: bool = True) -> None:
@@ -78,6 +81,17 @@ class TransportError(SippetError):
 
 class TransportTimeoutError(TransportError, TimeoutError):
     """A connect, read or total timeout expired."""
+
+
+class TLSVerificationError(TransportError):
+    """The server's TLS certificate failed verification (unknown CA, wrong hostname, expired).
+
+    Permanent until the configuration changes, so never retried; nothing was sent
+    (``sent`` is False). Trust a private CA with ``SippetClient(ssl=...)``.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
 
 
 class ProtocolError(SippetError):

@@ -29,6 +29,7 @@ from sippet_async._errors import (
     RateLimitError,
     ServerError,
     SippetError,
+    TLSVerificationError,
     TransportError,
     TransportTimeoutError,
     UsageError,
@@ -166,6 +167,8 @@ class RetryBudget:
 
 def cause_of(exc: BaseException) -> str | None:
     """Why a failed attempt is worth another one (a short label), or None if it is not."""
+    if isinstance(exc, TLSVerificationError):
+        return None  # a refused certificate stays refused until the configuration changes
     if isinstance(exc, TransportError):
         if not exc.sent:
             return "connect"

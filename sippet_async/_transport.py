@@ -7,8 +7,10 @@ through one table, into TransportError / TransportTimeoutError / ResponseTooLarg
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
@@ -19,6 +21,7 @@ from sippet_async import __version__
 from sippet_async._config import Timeouts
 from sippet_async._errors import (
     ResponseTooLargeError,
+    TLSVerificationError,
     TransportError,
     TransportTimeoutError,
 )
@@ -26,8 +29,11 @@ from sippet_async._protocol import HttpRequest, HttpResponse, case_insensitive_h
 
 __all__ = ["AiohttpTransport", "Transport"]
 
+log: Final = logging.getLogger("sippet_async")
+
 USER_AGENT: Final = f"sippet_async/{__version__}"
 _CHUNK: Final = 64 * 1024
+_CONTENT_ENCODING: Final = aiohttp.hdrs.CONTENT_ENCODING
 _MAX_URLS: Final = 16
 
 # aiohttp's reply headers: a reply's rate-limit hints are then looked up, not scanned for.
@@ -51,6 +57,8 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[TransportError], bool, str],
     (aiohttp.SocketTimeoutError, TransportTimeoutError, True, "read timed out"),
     (aiohttp.ClientConnectorDNSError, TransportError, False, "DNS lookup failed"),
     (aiohttp.ClientConnectorError, TransportError, False, "connection failed"),
+    # The proxy answered CONNECT with an error: the tunnel, so the request, never began.
+    (aiohttp.ClientHttpProxyError, TransportError, False, "proxy refused the tunnel"),
     (aiohttp.ServerDisconnectedError, TransportError, True, "server disconnected"),
     (aiohttp.ClientPayloadError, TransportError, True, "reply truncated"),
     (aiohttp.ClientOSError, TransportError, True, "connection error"),
@@ -60,8 +68,53 @@ _TABLE: Final[tuple[tuple[type[BaseException], type[TransportError], bool, str],
 )
 
 
+# OpenSSL's verify codes for a certificate that does not name the host (hostname, e-mail,
+# IP address mismatch): reported as such rather than as an untrusted certificate.
+_NAME_MISMATCH: Final = frozenset({62, 63, 64})
+
+
+def unwritten(exc: BaseException) -> bool:
+    """Whether a failed request provably left no byte: aiohttp refused to write it because
+    its connection was already closing (docs/protocol.md §12.5).
+
+    aiohttp's writer checks the connection before each write and raises
+    ``ClientConnectionResetError`` instead of writing: this is what a pooled keep-alive
+    connection gives when the server closed it while the loop was busy. A request of this
+    transport is a single write (the headers and the ``bytes`` body, coalesced; no
+    compression, no chunking, no ``Expect: 100-continue``), so a refused write means
+    nothing left.
+    """
+    return isinstance(exc, aiohttp.ClientConnectionResetError) or isinstance(
+        exc.__cause__, aiohttp.ClientConnectionResetError
+    )
+
+
+def _tls_error(exc: aiohttp.ClientConnectorCertificateError,
+               request: HttpRequest) -> TLSVerificationError:
+    cert = exc.certificate_error
+    code = getattr(cert, "verify_code", None)
+    host = exc.host
+    if code in _NAME_MISMATCH:
+        what = (f"the certificate is not valid for {host}; use the name it was issued for "
+                "in base_url")
+    else:
+        reason = getattr(cert, "verify_message", None) or type(cert).__name__
+        what = f"the certificate could not be verified ({reason})"
+    return TLSVerificationError(
+        f"TLS verification failed ({request.url}): {what}. To trust a private CA, pass "
+        "SippetClient(ssl=ssl.create_default_context(cafile=...)); see the 'Networks: TLS "
+        "and proxies' guide"
+    )
+
+
 def translate(exc: BaseException, request: HttpRequest) -> TransportError:
     """Map an aiohttp/asyncio failure to our error; the key never enters the message."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return _tls_error(exc, request)
+    if unwritten(exc):
+        return TransportError(
+            f"connection closed before the request was written ({request.url})", sent=False
+        )
     for foreign, ours, sent, what in _TABLE:
         if isinstance(exc, foreign):
             detail = f": {type(exc).__name__}" if str(exc) == "" else f": {exc}"
@@ -153,13 +206,19 @@ class AttemptTimer:
 class AiohttpTransport:
     """One pooled ``aiohttp.ClientSession``, created inside the running loop on first use.
 
-    An injected ``session`` is borrowed: used as is and never closed.
+    An injected ``session`` is borrowed: used as is and never closed; the network options
+    (``ssl``, ``proxy``, ``proxy_auth``, ``trust_env``) then belong to that session.
 
     ``headers`` are the ones every request of this transport carries (the client passes
     its key and content type). An owned session holds them as its defaults, so a request
     whose ``headers`` is that very mapping sends nothing more per request: aiohttp merges
     per-request headers in a Python loop, defaults in C (measured: 7k instructions, ~2 µs,
     per request). A borrowed session gets every request's headers as given.
+
+    A request refused by a connection that was already closing (see ``unwritten``) is sent
+    once more, at once, on a new connection of a second session that never reuses one, so
+    it cannot meet another stale pooled connection; that session opens on first need. With
+    a borrowed session the failure is only reported as not sent (the retry policy decides).
     """
 
     def __init__(
@@ -170,6 +229,10 @@ class AiohttpTransport:
         max_response_bytes: int,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
+        ssl: ssl.SSLContext | None = None,
+        proxy: str | None = None,
+        proxy_auth: tuple[str, str] | None = None,
+        trust_env: bool = False,
     ) -> None:
         # total=None: the attempt timer below bounds each attempt, for a fraction of the
         # cost; sock_read=None: no per-chunk timer (see Timeouts).
@@ -180,23 +243,43 @@ class AiohttpTransport:
         self._limit = max_concurrency
         self._max_bytes = max_response_bytes
         self._session = session
+        self._fresh: aiohttp.ClientSession | None = None  # new connections only (resends)
         self._owned = session is None
         self._defaults = headers if headers is not None and self._owned else None
         self._urls: dict[str, yarl.URL] = {}
+        self._ssl = ssl
+        self._proxy = proxy
+        # aiohttp 3.14 deprecates proxy_auth= in favour of this header.
+        self._proxy_headers = (
+            {"Proxy-Authorization": aiohttp.encode_basic_auth(*proxy_auth)}
+            if proxy_auth is not None else None
+        )
+        self._trust_env = trust_env
 
     def __repr__(self) -> str:  # the default headers carry the key: never shown
         state = "owned" if self._owned else "borrowed"
         return f"<AiohttpTransport {state} session, limit={self._limit}>"
 
-    def _open(self) -> aiohttp.ClientSession:
-        session = aiohttp.ClientSession(
+    def _new_session(self, *, fresh: bool = False) -> aiohttp.ClientSession:
+        """An owned session; ``fresh``: every request on a new connection, closed after."""
+        context: ssl.SSLContext | bool = True  # aiohttp's verified default context
+        if self._ssl is not None:
+            context = self._ssl
+        elif self._trust_env:
+            # Built now, so SSL_CERT_FILE / SSL_CERT_DIR are read as they are now.
+            context = ssl.create_default_context()
+        return aiohttp.ClientSession(
             # One host (the base URL), so no per-host limit: its bookkeeping costs per request.
-            connector=aiohttp.TCPConnector(limit=self._limit),
+            connector=aiohttp.TCPConnector(limit=self._limit, ssl=context, force_close=fresh),
             timeout=self._timeout,
-            trust_env=False,  # proxies from the environment must not see the key
+            # Off unless asked for: proxies from the environment must not see the key.
+            trust_env=self._trust_env,
+            proxy=self._proxy,
             headers={"user-agent": USER_AGENT, **(self._defaults or {})},
         )
-        self._session = session
+
+    def _open(self) -> aiohttp.ClientSession:
+        session = self._session = self._new_session()
         return session
 
     def _url(self, url: str) -> yarl.URL:
@@ -223,25 +306,33 @@ class AiohttpTransport:
             # Awaited rather than ``async with``: the context manager adds a coroutine
             # layer that every wake-up of the request passes through, and four more
             # coroutines per request; ``release()`` below does what its exit does.
-            resp = await session.post(
-                self._url(request.url),
-                data=request.body,
-                # aiohttp merges per-request headers over its defaults in a Python loop.
-                headers=extra,
-                allow_redirects=False,
-                timeout=self._timeout,
-            )
+            try:
+                resp = await session.post(
+                    self._url(request.url),
+                    data=request.body,
+                    # aiohttp merges per-request headers over its defaults in a Python loop.
+                    headers=extra,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                    proxy_headers=self._proxy_headers,
+                )
+            except aiohttp.ClientOSError as exc:
+                if not self._owned or not unwritten(exc):
+                    raise
+                # Not a byte left: send it again, once, on a new connection (§12.5). A
+                # failure there is translated as usual.
+                log.info("connection closed before the request was written (%s); sending "
+                         "it again on a new connection", request.url)
+                resp = await self._resend(request, extra)
             try:
                 length = resp.content_length
-                if length is None:
-                    body = await self._read_unsized(resp, request)
-                elif length > self._max_bytes:
+                if length is not None and length > self._max_bytes:
                     resp.close()
-                    raise ResponseTooLargeError(
-                        f"reply of {length} bytes exceeds the {self._max_bytes}-byte cap "
-                        f"({request.url}); raise max_response_bytes if this is expected",
-                        status=resp.status,
-                    )
+                    raise self._too_large(resp, request, length)
+                # A compressed reply's Content-Length counts compressed bytes (aiohttp
+                # decompresses as it reads): only the chunk loop bounds what it decodes to.
+                if length is None or _CONTENT_ENCODING in resp.headers:
+                    body = await self._read_unsized(resp, request)
                 else:
                     # Declared and within the cap: aiohttp stops at Content-Length, so one
                     # read is bounded (and cheaper than the chunk loop on every small reply).
@@ -263,9 +354,33 @@ class AiohttpTransport:
         finally:
             self._timer.disarm(armed)
 
+    def _resend(self, request: HttpRequest,
+                extra: Mapping[str, str] | None) -> Awaitable[aiohttp.ClientResponse]:
+        """Post ``request`` on a new connection: the fresh session never pools one."""
+        fresh = self._fresh
+        if fresh is None:
+            fresh = self._fresh = self._new_session(fresh=True)
+        return fresh.post(
+            self._url(request.url), data=request.body, headers=extra, allow_redirects=False,
+            timeout=self._timeout, proxy_headers=self._proxy_headers,
+        )
+
+    def _too_large(self, resp: aiohttp.ClientResponse, request: HttpRequest,
+                   length: int | None = None) -> ResponseTooLargeError:
+        size = "reply" if length is None else f"reply of {length} bytes"
+        return ResponseTooLargeError(
+            f"{size} exceeds the {self._max_bytes}-byte cap ({request.url}); raise "
+            "max_response_bytes if this is expected",
+            status=resp.status,
+        )
+
     async def _read_unsized(self, resp: aiohttp.ClientResponse, request: HttpRequest) -> bytes:
-        """Read a body of undeclared length, refusing more than ``max_response_bytes``
-        without buffering it."""
+        """Read a body of undeclared (or compressed) length, refusing more than
+        ``max_response_bytes`` without buffering it.
+
+        At most the cap is held: each chunk is counted before it is kept, chunks are kept
+        as read (no growing buffer copied on each append) and joined once, at the end.
+        """
         limit = self._max_bytes
         chunks: list[bytes] = []
         size = 0
@@ -273,16 +388,15 @@ class AiohttpTransport:
             size += len(chunk)
             if size > limit:
                 resp.close()
-                raise ResponseTooLargeError(
-                    f"reply exceeds the {limit}-byte cap ({request.url}); "
-                    "raise max_response_bytes if this is expected",
-                    status=resp.status,
-                )
+                raise self._too_large(resp, request)
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def aclose(self) -> None:
         self._timer.close()
         session, self._session = self._session, None
+        fresh, self._fresh = self._fresh, None
+        if fresh is not None:
+            await fresh.close()
         if session is not None and self._owned:
             await session.close()

@@ -45,6 +45,7 @@ PUBLIC = [
     "ServerError",
     "SippetClient",
     "SippetError",
+    "TLSVerificationError",
     "Timeouts",
     "Transport",
     "TransportError",

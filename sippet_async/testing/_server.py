@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
+import ssl as _ssl
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -73,6 +74,8 @@ class FakeSippet:
         faults: Faults | None = None,
         seed: int = 0,
         clock: Callable[[], float] | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        keepalive_timeout: float = 75.0,
     ) -> None:
         """Configure the server; nothing listens until :meth:`start`.
 
@@ -85,15 +88,21 @@ class FakeSippet:
             faults: the fault script; settable at runtime.
             seed: seeds record ids and the fault draws.
             clock: monotonic seconds for the rate-limit window (default ``loop.time``).
+            ssl: a server-side ``ssl.SSLContext``: serve HTTPS (``url`` is then https://).
+            keepalive_timeout: seconds an idle keep-alive connection stays open before the
+                server closes it (aiohttp's default, 75 s, as nginx's).
         """
-        if max_page_size < 1 or seed_contacts < 0 or latency < 0:
-            raise ValueError("max_page_size must be >= 1; seed_contacts, latency >= 0")
+        if max_page_size < 1 or seed_contacts < 0 or latency < 0 or keepalive_timeout <= 0:
+            raise ValueError("max_page_size must be >= 1; seed_contacts, latency >= 0; "
+                             "keepalive_timeout > 0")
         self.api_key = api_key
         self.latency = latency
         self.faults = faults
         self.honour_idempotency_key = honour_idempotency_key
         self.max_page_size = max_page_size
         self._host, self._port = host, port
+        self._ssl = ssl
+        self._keepalive_timeout = keepalive_timeout
         self._store = Store(seed=seed, seed_contacts=seed_contacts)
         self._rng = random.Random(seed)
         self._clock = clock
@@ -114,16 +123,18 @@ class FakeSippet:
         app = web.Application(client_max_size=_CLIENT_MAX_SIZE)
         app.router.add_route("*", "/{path:.*}", self._handle)
         runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
+            app, handle_signals=False, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            keepalive_timeout=self._keepalive_timeout,
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            await web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl).start()
         except BaseException:
             await runner.cleanup()
             raise
         host, port = runner.addresses[0][:2]
-        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self._ssl is not None else "http"
+        self._url = f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
         self._runner = runner
         return self
 
@@ -158,6 +169,13 @@ class FakeSippet:
         if self._url is None:
             raise RuntimeError("FakeSippet has not been started")
         return self._url
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now (0 when stopped); idle keep-alives included."""
+        runner = self._runner
+        server = runner.server if runner is not None else None
+        return len(server.connections) if server is not None else 0
 
     @property
     def requests(self) -> list[RecordedRequest]:

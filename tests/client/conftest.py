@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import msgspec
 import pytest
+from _client_tls import private_ca
 
 from sippet_async import (
     ActionNotFoundError,
@@ -28,6 +29,7 @@ from sippet_async import (
     SippetClient,
     SippetError,
     Timeouts,
+    TLSVerificationError,
     TransportError,
     TransportTimeoutError,
     UsageError,
@@ -240,6 +242,19 @@ def _refused(ctx: Ctx) -> Awaitable[object]:
     return _run(ctx, options={"base_url": f"http://127.0.0.1:{ctx.port}"}, fields=["id"])
 
 
+async def _untrusted_ca(ctx: Ctx) -> object:
+    """A server whose certificate a CA the client does not know signed."""
+    async with (FakeSippet(ctx.key, ssl=private_ca().server) as tls_server,
+                SippetClient(ctx.key, base_url=tls_server.url, retry=NO_RETRY) as client):
+        return await client.run("list_contacts", fields=["id"])
+
+
+def _tells_how_to_trust_a_ca(exc: BaseException, ctx: Ctx) -> None:
+    assert isinstance(exc, TLSVerificationError)
+    assert exc.sent is False
+    assert "ssl=" in str(exc)
+
+
 def _self_referencing() -> dict[str, Any]:
     value: dict[str, Any] = {}
     value["self"] = value
@@ -332,6 +347,8 @@ SCENARIOS: Final[tuple[ErrorScenario, ...]] = (
                   lambda exc, ctx: _is_builtin_timeout(exc)),
     ErrorScenario("connection-reset", TransportError, scripted(Reply(reset=True)),
                   attrs(sent=True)),
+    ErrorScenario("tls-unknown-ca", TLSVerificationError, _untrusted_ca,
+                  _tells_how_to_trust_a_ca),
     # -- writes that failed ambiguously are not re-sent (§12.5) --
     ErrorScenario("write-500-outcome-unknown", OutcomeUnknownError,
                   scripted(Reply(status=500, body=HTML), "create_contact", input={}),

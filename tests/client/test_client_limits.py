@@ -2,65 +2,99 @@
 
 from __future__ import annotations
 
-import resource
-from pathlib import Path
+import asyncio
+import gzip
+import json
+import sys
+from typing import Final
 
 import pytest
 
 from sippet_async import ResponseTooLargeError, SippetClient
+from sippet_async._config import DEFAULT_MAX_RESPONSE_BYTES
 from sippet_async.testing import FakeSippet, Reply
 
 MB = 1024 * 1024
-CAP = 8 * MB
 HUGE = 100 * MB
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
+RSS_LIMIT_MB = 20
 
+# Run in a process of its own, so no other test's memory moves the figures: warm a client
+# with the default cap up, reset the peak-RSS mark, take a 100 MB chunked reply, and print
+# the peak's growth over the RSS before it (Linux /proc; ru_maxrss elsewhere).
+_MEASURE: Final = r"""
+import asyncio, json, resource, sys
+from pathlib import Path
+from sippet_async import ResponseTooLargeError, SippetClient
 
-def _kib(field: str) -> int | None:
-    """A ``VmRSS``/``VmHWM`` line of /proc/self/status, in KiB (None off Linux)."""
+def kib(field):
     try:
-        for line in _STATUS.read_text().splitlines():
+        for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
-        return None
+        pass
     return None
 
+def peak():
+    return kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-def _reset_peak() -> bool:
-    """Reset the peak-RSS mark (Linux: write 5 to clear_refs) so it measures only what follows."""
-    try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
+async def main(url, key):
+    async with SippetClient(key, base_url=url) as client:
+        await client.run("list_contacts", fields=["id"])  # warm up: session, pool, decoders
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # the peak restarts from now
+            baseline = kib("VmRSS")
+        except OSError:
+            baseline = peak()  # the old peak never goes down: growth is over it
+        try:
+            await client.run("list_contacts", fields=["id"])  # the server streams 100 MB
+            refused = None
+        except ResponseTooLargeError as exc:
+            refused = str(exc)
+    print(json.dumps({"growth_kib": peak() - baseline, "refused": refused}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
 
 
-def _peak_kib() -> int:
-    hwm = _kib("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-async def test_streamed_100mb_reply_is_refused_with_bounded_memory(
+async def test_endless_chunked_reply_is_refused_within_20_mb_of_rss(
     server: FakeSippet, api_key: str
 ) -> None:
-    """A 100 MB body with no Content-Length is cut off at the cap; RSS grows < 50 MB."""
-    async with SippetClient(api_key, base_url=server.url,
-                            max_response_bytes=CAP) as client:
-        await client.run("list_contacts", fields=["id"])  # warm up: session, pool, decoders
-        # Baseline: the current RSS when the peak mark can be reset, else the old peak
-        # (ru_maxrss never goes down, so growth is then measured against the prior peak).
-        baseline = _kib("VmRSS") if _reset_peak() else None
-        if baseline is None:
-            baseline = _peak_kib()
-        server.push_reply(Reply(status=200, stream_bytes=HUGE))
-        with pytest.raises(ResponseTooLargeError) as info:
+    """With the default cap, a 100 MB chunked reply is refused and RSS grows < 20 MB."""
+    server.push_reply(Reply(status=200, body=b'{"success":true,"data":[]}'))  # the warm-up
+    server.push_reply(Reply(status=200, stream_bytes=HUGE))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _MEASURE, server.url, api_key,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, err.decode()
+    figures = json.loads(out)
+    growth_mb = figures["growth_kib"] / 1024
+    print(f"RSS growth while refusing a {HUGE // MB} MB chunked reply: {growth_mb:.1f} MB "
+          f"(cap {DEFAULT_MAX_RESPONSE_BYTES // MB} MiB)")
+    assert figures["refused"] is not None, "the 100 MB reply was accepted"
+    assert str(DEFAULT_MAX_RESPONSE_BYTES) in figures["refused"]
+    assert growth_mb < RSS_LIMIT_MB
+
+
+async def test_a_compressed_reply_is_capped_by_its_decoded_size(
+    server: FakeSippet, api_key: str
+) -> None:
+    """A gzip reply whose Content-Length fits the cap but whose content does not is refused
+    (a 2 KB gzip body can decode to megabytes)."""
+    content = b'{"success": true, "data": "' + b"x" * (2 * MB) + b'"}'
+    packed = gzip.compress(content)
+    assert len(packed) < 64 * 1024
+    async with SippetClient(api_key, base_url=server.url, max_response_bytes=1 * MB) as client:
+        server.push_reply(Reply(status=200, body=packed, headers={
+            "Content-Encoding": "gzip", "Content-Type": "application/json"}))
+        with pytest.raises(ResponseTooLargeError):
             await client.run("list_contacts", fields=["id"])
-        growth_mb = (_peak_kib() - baseline) / 1024
-    assert info.value.status == 200
-    assert str(CAP) in str(info.value)
-    assert growth_mb < 50, f"RSS grew by {growth_mb:.1f} MB while refusing a 100 MB reply"
+        small = gzip.compress(b'{"success": true, "data": "' + b"y" * 1000 + b'"}')
+        server.push_reply(Reply(status=200, body=small, headers={
+            "Content-Encoding": "gzip", "Content-Type": "application/json"}))
+        assert await client.run("list_contacts", fields=["id"]) == "y" * 1000
 
 
 async def test_declared_oversize_is_refused_from_the_header(
