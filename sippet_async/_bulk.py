@@ -407,9 +407,18 @@ class BulkJob(Generic[T]):
                   "is sent", self._action, type(cause).__name__, cause)
         if self._report_unsent:
             self._stopping = True  # no deferring, no redrive; workers read on to report
+            self._settle_deferred()
             self._changed.set()
         else:
             self.stop()
+
+    def _settle_deferred(self) -> None:
+        """Report the items set aside for the redrive pass as they stand: after abort() there
+        is no redrive, and an ordered job must not wait for them while it reads on."""
+        for index in sorted(self._deferred):
+            work = self._deferred.pop(index)
+            status: Literal["failed", "unknown"] = "unknown" if work.doubt else "failed"
+            self._out.put_nowait(self._final(work, status, error=work.error))
 
     def interrupt(self) -> None:
         """``stop()``, and cancel what is in flight: each such item is yielded as

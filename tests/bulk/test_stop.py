@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -314,3 +315,23 @@ async def test_a_lookup_that_gets_the_fatal_reply_stops_the_job(
                                            reconcile=ByPhone(client)))
     assert {o.status for o in again} == {"succeeded"}
     assert_exactly_one_contact_per_phone(server, n)
+
+
+async def test_an_item_set_aside_for_the_redrive_is_settled_by_the_stop(
+    server: FakeSippet,
+) -> None:
+    """Ordered, with an item waiting for the redrive pass when the key is rejected: the
+    stop reports it as it stands (no redrive after a stop) and every outcome still comes,
+    in order."""
+    for status in (429, 429, 401, 401):  # items 0 and 1 set aside; then the key fails
+        server.push_reply(Reply(status=status, headers={"Retry-After": "0"}))
+    async with client_for(server, retry=RetryPolicy(attempts=1, sleep=no_wait)) as client:
+        job = client.bulk("create_contact", contacts(50), concurrency=2, ordered=True)
+        async with asyncio.timeout(60):  # a hang fails here instead of stalling the suite
+            outcomes = await _collect(job)
+    assert [o.index for o in outcomes] == list(range(50))
+    assert isinstance(job.stopped_by, AuthenticationError)
+    assert outcomes[1].status == "failed"  # never re-driven: reported with its own error
+    assert isinstance(outcomes[1].error, RateLimitError)
+    assert len(server.requests) == 4
+    assert job.report.not_sent == 50 - 3
