@@ -400,7 +400,7 @@ class BulkJob(Generic[T]):
         """
         if not isinstance(cause, SippetError):
             raise UsageError(f"abort() takes the SippetError that stops the job, got {cause!r}")
-        if self._stopped_by is not None:
+        if self._stopped_by is not None or self._closing:  # a job that has ended stays as is
             return
         self._stopped_by = self._report.stopped_by = cause
         log.error("%s: bulk job stopped by %s: %s; what is in flight finishes, nothing more "

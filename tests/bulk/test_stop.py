@@ -335,3 +335,12 @@ async def test_an_item_set_aside_for_the_redrive_is_settled_by_the_stop(
     assert isinstance(outcomes[1].error, RateLimitError)
     assert len(server.requests) == 4
     assert job.report.not_sent == 50 - 3
+
+
+async def test_abort_after_the_end_changes_nothing(client: SippetClient) -> None:
+    """A finished job keeps its report: a late abort() does not mark it stopped."""
+    job = client.bulk("create_contact", contacts(3))
+    assert {o.status for o in await _collect(job)} == {"succeeded"}
+    job.abort(SippetError("too late"))
+    assert job.stopped_by is None
+    assert "stopped by" not in job.report.summary()
