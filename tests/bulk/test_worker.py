@@ -219,7 +219,8 @@ async def test_a_wrong_key_stops_a_worker_at_once_and_leaves_the_queue(
                             retry=RetryPolicy(sleep=no_wait)) as client:
         worker = CallWorker(client, outcomes.append, concurrency=concurrency)
         with pytest.raises(AuthenticationError):
-            await worker.run(queue)
+            async with asyncio.timeout(60):  # a worker that does not stop fails here
+                await worker.run(queue)
     assert 0 < len(server.requests) <= concurrency
     assert len(outcomes) == n - queue.qsize()  # every request taken was reported
     assert not any(o.ok for o in outcomes)
