@@ -19,6 +19,10 @@ it cannot decide alone:
   it the item is reported ``unknown`` and never re-sent.
 * ``RateLimitError`` / ``ServerError`` / ``TransportError`` — retries exhausted on a failure
   that provably did not execute. The item is set aside and re-driven once near the end.
+
+An error that no retry can fix (``is_fatal``: a rejected key, an unknown action, a wrong
+URL) stops the job at once, as ``abort()`` does: what is in flight finishes, nothing more
+is sent, and every other item is yielded ``not_sent`` with that error.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 import os
 import time
 import uuid
@@ -54,6 +59,7 @@ from sippet_async._errors import (
     SippetError,
     TransportError,
     UsageError,
+    is_fatal,
 )
 from sippet_async._journal import Journal, Previous, key_digest
 from sippet_async._protocol import is_read_action
@@ -66,7 +72,7 @@ __all__ = ["BulkJob", "BulkReport", "Outcome", "Status", "bulk", "default_key"]
 
 T = TypeVar("T")
 
-Status = Literal["succeeded", "failed", "unknown", "skipped"]
+Status = Literal["succeeded", "failed", "unknown", "skipped", "not_sent"]
 Reconcile = Callable[[T], Awaitable[Any]]
 
 # Each unknown outcome costs one lookup and at most one re-send per round. Rounds only end
@@ -82,14 +88,17 @@ DEFERRED_CAP: Final = 4096
 
 _DONE: Final = object()
 
+log: Final = logging.getLogger("sippet_async")
+
 
 class Outcome(msgspec.Struct, Generic[T], frozen=True, repr_omit_defaults=True):
     """What happened to one input item.
 
     ``status`` is ``succeeded``, ``failed`` (a definite error, the write did not happen),
-    ``unknown`` (it may have happened; never re-sent without ``reconcile``) or ``skipped``
-    (a journal says an earlier run succeeded). ``attempts`` counts sends by the bulk engine
-    in this run (the request engine's own retries are inside one attempt).
+    ``unknown`` (it may have happened; never re-sent without ``reconcile``), ``skipped``
+    (a journal says an earlier run succeeded) or ``not_sent`` (the job stopped before
+    sending it; ``error`` is the cause, ``job.stopped_by``). ``attempts`` counts sends by
+    the bulk engine in this run (the request engine's own retries are inside one attempt).
     """
 
     index: int
@@ -119,19 +128,23 @@ class BulkReport:
 
     ``interrupted`` counts items in flight when the job was interrupted or closed early;
     they are also counted as ``unknown`` (a journal keeps them in doubt for the next run).
+    ``not_sent`` counts items the job stopped before sending; ``stopped_by`` is the cause.
     ``retries`` maps a cause to how many extra sends it caused: the request engine's own
     retries while the job ran (``"429"``, ``"500"``, ``"transport"``, ...) plus the job's
     (``"resend_after_reconcile"``, ``"redrive_<cause>"``).
     """
 
     __slots__ = ("_baseline", "_counters", "_own", "failed", "finished_at", "interrupted",
-                 "reconciled", "skipped", "started_at", "succeeded", "unknown")
+                 "not_sent", "reconciled", "skipped", "started_at", "stopped_by", "succeeded",
+                 "unknown")
 
     def __init__(self, counters: Counters | None = None) -> None:
         self.succeeded = 0
         self.failed = 0
         self.unknown = 0
         self.skipped = 0
+        self.not_sent = 0
+        self.stopped_by: SippetError | None = None
         self.interrupted = 0
         self.reconciled = 0
         self.started_at: float | None = None
@@ -145,8 +158,8 @@ class BulkReport:
 
     @property
     def total(self) -> int:
-        """Items accounted for: succeeded + failed + unknown + skipped."""
-        return self.succeeded + self.failed + self.unknown + self.skipped
+        """Items accounted for: succeeded + failed + unknown + skipped + not_sent."""
+        return self.succeeded + self.failed + self.unknown + self.skipped + self.not_sent
 
     @property
     def retries(self) -> dict[str, int]:
@@ -169,7 +182,8 @@ class BulkReport:
 
     @property
     def throughput(self) -> float:
-        """Items sent and settled per second (``skipped`` ones cost nothing, so excluded)."""
+        """Items sent and settled per second (``skipped`` and ``not_sent`` ones cost
+        nothing, so they are excluded)."""
         wall = self.wall_time
         done = self.succeeded + self.failed + self.unknown
         return done / wall if wall > 0 else 0.0
@@ -192,11 +206,13 @@ class BulkReport:
     def summary(self) -> str:
         """One line for logs and the CLI."""
         retries = ", ".join(f"{k}={v}" for k, v in sorted(self.retries.items())) or "none"
+        stopped = self.stopped_by
+        cause = f"; stopped by {type(stopped).__name__}: {stopped}" if stopped is not None else ""
         return (
             f"{self.total} items: {self.succeeded} succeeded, {self.failed} failed, "
-            f"{self.unknown} unknown, {self.skipped} skipped ({self.reconciled} reconciled, "
-            f"{self.interrupted} interrupted); retries: {retries}; "
-            f"{self.wall_time:.2f}s, {self.throughput:.0f}/s"
+            f"{self.unknown} unknown, {self.skipped} skipped, {self.not_sent} not sent "
+            f"({self.reconciled} reconciled, {self.interrupted} interrupted); "
+            f"retries: {retries}; {self.wall_time:.2f}s, {self.throughput:.0f}/s{cause}"
         )
 
 
@@ -241,7 +257,9 @@ class BulkJob(Generic[T]):
 
     Use it with ``async with`` so that leaving early (``break``, an exception, a cancel)
     stops it at once and leaves nothing running; ``report`` gives counts and timing.
-    ``stop()`` drains gracefully; ``interrupt()`` also cancels what is in flight.
+    ``stop()`` drains gracefully; ``interrupt()`` also cancels what is in flight;
+    ``abort(cause)`` — and the first error no retry can fix — stops sending and reports
+    every item not sent as ``not_sent``.
 
     Example:
         async with client.bulk("create_contact", rows, fields=["id"]) as outcomes:
@@ -265,6 +283,7 @@ class BulkJob(Generic[T]):
         journal: str | os.PathLike[str] | None,
         reconcile: Reconcile[T] | None,
         idempotent: bool | None,
+        report_unsent: bool,
         redrive: bool,
     ) -> None:
         self._client = client
@@ -279,6 +298,7 @@ class BulkJob(Generic[T]):
         self._reconcile = reconcile
         self._idempotent = idempotent
         self._redrive_enabled = redrive
+        self._report_unsent = report_unsent
         # An item left in doubt by an earlier run may simply be sent again when sending
         # twice is harmless (PROTOCOL.md §12.5).
         self._resend_in_doubt = idempotent is True or is_read_action(action)
@@ -313,6 +333,7 @@ class BulkJob(Generic[T]):
         self._stop_requested = False
         self._forced = False
         self._closing = False
+        self._stopped_by: SippetError | None = None  # abort(): why nothing more is sent
         self._gen: AsyncGenerator[Outcome[T], None] | None = None
 
     # -- the caller's side ------------------------------------------------------------
@@ -321,6 +342,11 @@ class BulkJob(Generic[T]):
     def report(self) -> BulkReport:
         """Counts, retries and timing; live while running, final after."""
         return self._report
+
+    @property
+    def stopped_by(self) -> SippetError | None:
+        """The error that stopped the job before it sent every item (see ``abort``)."""
+        return self._stopped_by
 
     @property
     def interrupted(self) -> tuple[Outcome[T], ...]:
@@ -362,6 +388,37 @@ class BulkJob(Generic[T]):
         if self._puller is not None:
             self._puller.cancel()  # it waits inside the input; see _pull
         self._changed.set()
+
+    def abort(self, cause: SippetError) -> None:
+        """Send nothing more because of ``cause``; only the first call counts.
+
+        Items in flight finish and are yielded as usual. Every other item is yielded
+        ``not_sent`` with ``cause`` as its ``error`` and no journal line, so a later run
+        sends it: the rest of the input too (it is read, not sent), unless the job was made
+        with ``report_unsent=False``. The job calls this itself on the first error no retry
+        can fix (``is_fatal``: a rejected key, an unknown action, a wrong URL).
+        """
+        if not isinstance(cause, SippetError):
+            raise UsageError(f"abort() takes the SippetError that stops the job, got {cause!r}")
+        if self._stopped_by is not None or self._closing:  # a job that has ended stays as is
+            return
+        self._stopped_by = self._report.stopped_by = cause
+        log.error("%s: bulk job stopped by %s: %s; what is in flight finishes, nothing more "
+                  "is sent", self._action, type(cause).__name__, cause)
+        if self._report_unsent:
+            self._stopping = True  # no deferring, no redrive; workers read on to report
+            self._settle_deferred()
+            self._changed.set()
+        else:
+            self.stop()
+
+    def _settle_deferred(self) -> None:
+        """Report the items set aside for the redrive pass as they stand: after abort() there
+        is no redrive, and an ordered job must not wait for them while it reads on."""
+        for index in sorted(self._deferred):
+            work = self._deferred.pop(index)
+            status: Literal["failed", "unknown"] = "unknown" if work.doubt else "failed"
+            self._out.put_nowait(self._final(work, status, error=work.error))
 
     def interrupt(self) -> None:
         """``stop()``, and cancel what is in flight: each such item is yielded as
@@ -448,6 +505,8 @@ class BulkJob(Generic[T]):
                 try:
                     if self._forced:  # interrupt() came before this item was started
                         outcome: Outcome[T] | None = self._interrupted_outcome(work)
+                    elif self._stopped_by is not None:  # abort() came first: read, not sent
+                        outcome = self._not_sent(work)
                     else:
                         outcome = await self._process(work)
                 except asyncio.CancelledError:
@@ -475,7 +534,7 @@ class BulkJob(Generic[T]):
         while True:
             if self._deferred and not self._stopping and self._redrive_due():
                 return self._from_deferred()
-            if not self._exhausted and not self._stopping:
+            if not self._exhausted and self._pulling():
                 if self._has_room():
                     sync = self._sync
                     work = self._pull_sync(sync) if sync is not None else await self._pull()
@@ -514,6 +573,14 @@ class BulkJob(Generic[T]):
             self._ordered and self._next_yield in self._deferred
         )
 
+    def _pulling(self) -> bool:
+        """Whether workers take input: until stop(); after abort() only to report each
+        remaining item ``not_sent`` (``report_unsent``)."""
+        if not self._stopping:
+            return True
+        return (self._stopped_by is not None and self._report_unsent
+                and not self._stop_requested and not self._closing)
+
     def _has_room(self) -> bool:
         if self._ordered:
             return self._index < self._next_yield + self._window
@@ -539,7 +606,7 @@ class BulkJob(Generic[T]):
         ended the wait)."""
         source = self._source
         async with self._pull_lock:
-            if self._exhausted or self._stopping or not self._has_room():
+            if self._exhausted or not self._pulling() or not self._has_room():
                 return _AGAIN  # things changed while this worker waited for the lock
             assert isinstance(source, AsyncIterator)
             self._puller = asyncio.current_task()
@@ -625,12 +692,14 @@ class BulkJob(Generic[T]):
                 return self._final(work, "unknown", error=doubt)
 
         while True:
+            if self._stopped_by is not None:  # abort() while this item waited (a lookup)
+                return self._not_sent(work)
             if self._journal is not None and work.key is not None and not work.marked:
                 self._journal.started(work.index, work.key)  # on record before it can leave
                 work.marked = True
             work.attempts += 1
             try:
-                data = await self._client.run(self._action, **keys)
+                data = await self._send(keys)
             except OutcomeUnknownError as exc:
                 if self._reconcile is None:
                     return self._final(work, "unknown", error=exc)
@@ -655,6 +724,15 @@ class BulkJob(Generic[T]):
             except SippetError as exc:
                 return self._final(work, "failed", error=exc)
             return self._final(work, "succeeded", data=data)
+
+    async def _send(self, keys: dict[str, Any]) -> Any:
+        """``client.run``; an error no retry can fix stops the job before it is reported."""
+        try:
+            return await self._client.run(self._action, **keys)
+        except SippetError as exc:
+            if is_fatal(exc):
+                self.abort(exc)
+            raise
 
     def _may_defer(self, work: _Work[T]) -> bool:
         return self._redrive_enabled and not work.redrive and not self._stopping
@@ -709,6 +787,8 @@ class BulkJob(Generic[T]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if is_fatal(exc):  # the lookup's own request says no request can succeed
+                self.abort(exc)
             error = OutcomeUnknownError(
                 f"{self._action}: item {work.index}: reconcile failed, outcome unknown: {exc}",
                 action=self._action,
@@ -738,6 +818,14 @@ class BulkJob(Generic[T]):
         return Outcome(work.index, work.item, status, data=data, error=error,
                        attempts=work.attempts, record_id=record_id, reconciled=reconciled,
                        _key=work.key)
+
+    def _not_sent(self, work: _Work[T]) -> Outcome[T]:
+        """An item the job stopped before sending. No journal line: a later run sends it
+        (or, when an earlier run left it in doubt, resolves that first)."""
+        work.settled = True
+        self._report.not_sent += 1
+        return Outcome(work.index, work.item, "not_sent", error=self._stopped_by,
+                       attempts=work.attempts, _key=work.key)
 
     def _interrupted_outcome(self, work: _Work[T]) -> Outcome[T]:
         """An item cut off mid-flight: unknown; its journal line stays "started" (in doubt)."""
@@ -792,6 +880,7 @@ def bulk(
     journal: str | os.PathLike[str] | None = None,
     reconcile: Reconcile[T] | None = None,
     idempotent: bool | None = None,
+    report_unsent: bool = True,
     redrive: bool = True,
 ) -> BulkJob[T]:
     """Validate the options and build the job (nothing runs until it is iterated)."""
@@ -820,5 +909,6 @@ def bulk(
     return BulkJob(
         client, action, items, fields=fields, request=request, key=key,
         concurrency=concurrency, ordered=ordered, window=window, journal=journal,
+        report_unsent=report_unsent,
         reconcile=reconcile, idempotent=idempotent, redrive=redrive,
     )

@@ -194,12 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed for generated data and faults")
     demo.set_defaults(handler=_cmd_demo)
 
+    from sippet_async._import import EXIT_CODES_HELP
     from sippet_async._import import add_arguments as add_import_arguments
 
     bulk_import = add(
         "import", help="run an action per row of a CSV/JSONL file (resumable)",
-        description="Run ACTION once per row of FILE. Re-running the same command resumes "
-                    "from the journal. Exit code 1 when any row failed or is unknown.",
+        description="Run ACTION once per row of FILE. Re-running the same command resumes\n"
+                    "from the journal. It stops at once on an error no retry can fix\n"
+                    "(a rejected key, an unknown action, a wrong URL).",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_import_arguments(bulk_import)
     bulk_import.set_defaults(handler=_cmd_import)

@@ -391,6 +391,7 @@ class SippetClient:
         journal: str | os.PathLike[str] | None = None,
         reconcile: _bulk.Reconcile[T] | None = None,
         idempotent: bool | None = None,
+        report_unsent: bool = True,
         redrive: bool = True,
     ) -> _bulk.BulkJob[T]:
         """Run ``action`` once per item; iterate the job for exactly one ``Outcome`` per item.
@@ -409,6 +410,9 @@ class SippetClient:
             reconcile: ``async (item) -> record | None``; decides whether a write whose
                 outcome is unknown happened. Only when it did not is the item re-sent.
             idempotent: passed to ``run``; True also lets in-doubt items be re-sent.
+            report_unsent: when the job stops on an error no retry can fix (or
+                ``abort()``), read the rest of the input and yield each item ``not_sent``;
+                False leaves it unread (for an endless source such as a queue).
             redrive: give items whose retries ran out (429, 5xx, connection failures that
                 provably did not execute) one more pass near the end of the job.
 
@@ -421,6 +425,7 @@ class SippetClient:
         return _bulk.bulk(
             self, action, items, fields=fields, request=request, key=key,
             concurrency=concurrency, ordered=ordered, window=window, journal=journal,
+            report_unsent=report_unsent,
             reconcile=reconcile, idempotent=idempotent, redrive=redrive,
         )
 

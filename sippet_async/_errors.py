@@ -21,13 +21,14 @@ SippetError
 ```
 
 No aiohttp or msgspec exception ever reaches a caller: the transport and the protocol
-module translate them here, chained with ``from``.
+module translate them here, chained with ``from``. ``is_fatal`` says which of them no retry
+can fix: a bulk job, an import or a call worker stops at the first one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeGuard
 
 if TYPE_CHECKING:
     from sippet_async._models import ErrorItem
@@ -50,6 +51,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UsageError",
+    "is_fatal",
     "rpc_error_for",
 ]
 
@@ -220,3 +222,23 @@ def rpc_error_for(action: str, errors: Sequence[ErrorItem]) -> SippetError:
     if kind in _INVALID_INPUT:
         return InvalidInputError(action, errors)
     return RpcError(action, errors)
+
+
+# No RPC endpoint at the client's URL: every request gets the same answer.
+_NO_ENDPOINT: Final = frozenset({404, 405})
+
+
+def is_fatal(error: BaseException) -> TypeGuard[SippetError]:
+    """True when every further request of the client would fail the same way.
+
+    The rule: the error is about the key, the URL or the action, never about the item, so
+    no retry and no other item can succeed. A bulk job, an import and a call worker stop
+    at the first such error instead of sending the rest.
+    """
+    if isinstance(error, AuthenticationError | ActionNotFoundError):
+        return True  # the key was rejected; the action does not exist (docs/protocol.md §6.4)
+    if isinstance(error, ProtocolError) and error.status is not None:
+        # A redirect is never followed (the key must not travel), and 404/405 means the
+        # base URL points at no RPC endpoint: docs/protocol.md §12.1.
+        return 300 <= error.status <= 399 or error.status in _NO_ENDPOINT
+    return False

@@ -6,6 +6,10 @@ CSV values), go to the rejects file with their error; none is dropped. The journ
 to the file by default, so running the same command again resumes: done rows are skipped,
 rows in doubt are reconciled (``--reconcile-by``) or reported unknown, failed rows are
 tried again.
+
+An error no retry can fix (a rejected key, an unknown action, a wrong URL) stops the import
+at once, and so does ``--max-rejects`` when rows fail far more than expected: rows not sent
+are counted, not listed, and the journal sends them on the next run.
 """
 
 from __future__ import annotations
@@ -23,13 +27,23 @@ from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from sippet_async._bulk import BulkReport, Outcome, default_key
-from sippet_async._errors import RpcError, UsageError
+from sippet_async._bulk import BulkJob, BulkReport, Outcome, default_key
+from sippet_async._errors import (
+    ActionNotFoundError,
+    AuthenticationError,
+    ProtocolError,
+    RpcError,
+    SippetError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from sippet_async._client import SippetClient
 
-__all__ = ["ImportResult", "Row", "add_arguments", "command", "import_file", "parse_map"]
+__all__ = [
+    "ImportResult", "RejectLimit", "Row", "TooManyRejectsError", "add_arguments", "command",
+    "import_file", "parse_map", "parse_max_rejects",
+]
 
 Format = Literal["csv", "jsonl"]
 
@@ -42,6 +56,79 @@ REJECTS_SUFFIX: Final = ".rejects.jsonl"
 _PROGRESS_EVERY: Final = 0.1
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder()
+
+# Exit codes of ``sippet import``: 0 and 2 are the CLI's own; 130 is Ctrl-C (``_cli``).
+EXIT_OK: Final = 0  # every row succeeded, now or in an earlier run
+EXIT_REJECTED: Final = 1  # the job ran to the end; some rows failed or are unknown
+EXIT_STOPPED: Final = 3  # an error no retry can fix stopped it; rows were not sent
+EXIT_TOO_MANY_REJECTS: Final = 4  # --max-rejects stopped it; rows were not sent
+EXIT_CODES_HELP: Final = """\
+exit codes:
+  0    every row succeeded (now or in an earlier run)
+  1    the job ran to the end; some rows failed or are unknown (see the rejects file)
+  2    bad arguments
+  3    stopped: an error no retry can fix (the key was rejected, the action does not
+       exist, the URL is wrong); the rows not sent are sent by the next run
+  4    stopped: more rows were rejected than --max-rejects allows
+  130  interrupted (Ctrl-C); the next run resumes
+"""
+
+
+class TooManyRejectsError(SippetError):
+    """``--max-rejects``: more rows were rejected than allowed, so the import stopped."""
+
+    def __init__(self, message: str, *, rejected: int, limit: int) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class RejectLimit:
+    """``--max-rejects``: ``count`` rejected rows, or ``percent`` of the file's rows."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    def allowed(self, rows: int) -> int:
+        """How many rejected rows a file of ``rows`` data rows may have."""
+        if self.count is not None:
+            return self.count
+        assert self.percent is not None
+        return int(rows * self.percent / 100)
+
+    def __str__(self) -> str:
+        return str(self.count) if self.count is not None else f"{self.percent:g}%"
+
+
+def parse_max_rejects(value: str | int | None) -> RejectLimit | None:
+    """``"50"`` or ``50`` -> at most 50 rejected rows; ``"5%"`` -> 5% of the file's rows.
+
+    Raises:
+        UsageError: not a whole number >= 0 or a percentage from 0% to 100%.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise UsageError(f"--max-rejects must be >= 0, got {value}")
+        return RejectLimit(count=value)
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 <= percent <= 100:  # also refuses nan
+                raise ValueError(text)
+            return RejectLimit(percent=percent)
+        count = int(text)
+        if count < 0:
+            raise ValueError(text)
+    except ValueError:
+        raise UsageError(
+            f"--max-rejects must be a number of rows (e.g. 50) or a percentage of the "
+            f"file's rows (e.g. 5%), got {value!r}"
+        ) from None
+    return RejectLimit(count=count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +153,14 @@ class ImportResult:
     @property
     def ok(self) -> bool:
         """True when every row succeeded (now or in an earlier run)."""
-        return self.report.failed == 0 and self.report.unknown == 0
+        report = self.report
+        return report.failed == report.unknown == report.not_sent == 0
+
+    @property
+    def stopped_by(self) -> SippetError | None:
+        """Why the import stopped before sending every row (then ``report.not_sent`` rows
+        were not sent: the next run sends them), or None."""
+        return self.report.stopped_by
 
 
 def parse_map(text: str | None) -> dict[str, str] | None:
@@ -288,10 +382,14 @@ async def import_file(
     reconcile_by: str | None = None,
     reconcile_action: str | None = None,
     progress: bool = False,
+    max_rejects: str | int | None = None,
 ) -> ImportResult:
     """Import every row of a CSV or JSONL file with ``action``; resumable through the journal.
 
     ``journal`` defaults to ``<file>.journal`` and ``rejects`` to ``<file>.rejects.jsonl``.
+    ``max_rejects`` (``50`` or ``"5%"`` of the file's rows) stops the import once more rows
+    than that are rejected; the rest are reported ``not_sent``. An error no retry can fix
+    stops it too; either way ``stopped_by`` on the result says why.
 
     Example:
         result = await import_file(client, "create_contact", "contacts.csv",
@@ -300,24 +398,43 @@ async def import_file(
         print(result.report.summary(), result.rejected)
     """
     source, kind, journal_path, rejects_path = _plan(path, format, journal, rejects, mapping)
+    limit = parse_max_rejects(max_rejects)
     request = _Request(mapping)
     lookup = None
     if reconcile_by is not None:
         lookup = _Lookup(client, reconcile_action or _list_action_for(action), reconcile_by,
                          request)
-    total = _count_rows(source, kind) if progress else None
+    counted = progress or (limit is not None and limit.percent is not None)
+    total = _count_rows(source, kind) if counted else None
     job = client.bulk(
         action, _rows(source, kind), fields=fields, request=request, key=_row_key,
         concurrency=concurrency, journal=journal_path, reconcile=lookup,
     )
+    allowed = limit.allowed(total or 0) if limit is not None else None
     with _Rejects(rejects_path) as rejected, _Progress(progress, total, job.report) as live:
         async with job:
             async for outcome in job:
-                if not outcome.ok:
+                # Rows not sent are counted, not listed: they are not rejected, and the
+                # journal sends them on the next run.
+                if not outcome.ok and outcome.status != "not_sent":
                     rejected.add(outcome)
+                    if allowed is not None and rejected.count > allowed:
+                        _too_many(job, rejected.count, allowed, limit, total)
                 live.tick()
     return ImportResult(job.report, rejected.count,
                         rejects_path if rejected.count else None, journal_path)
+
+
+def _too_many(job: BulkJob[Row], rejected: int, allowed: int, limit: RejectLimit | None,
+              rows: int | None) -> None:
+    """Stop the job: more rows were rejected than ``--max-rejects`` allows."""
+    if job.stopped_by is not None:
+        return
+    of = f" of {rows} rows" if limit is not None and limit.percent is not None else ""
+    job.abort(TooManyRejectsError(
+        f"too many rejects: {rejected} rows rejected, more than the {allowed} that "
+        f"--max-rejects {limit}{of} allows", rejected=rejected, limit=allowed,
+    ))
 
 
 async def _rows(path: Path, format: Format) -> AsyncIterator[Row]:
@@ -409,7 +526,7 @@ class _Progress:
         r = self._report
         retries = sum(r.retries.values())
         detail = (f"ok {r.succeeded + r.skipped}  failed {r.failed}  unknown {r.unknown}  "
-                  f"retries {retries}")
+                  f"not sent {r.not_sent}  retries {retries}")
         self._live.update(self._task, completed=r.total, rate=f"{r.throughput:.0f}",
                           detail=detail)
 
@@ -446,6 +563,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reconcile-action", metavar="ACTION",
                         help="the list action for --reconcile-by (default: create_x -> "
                              "list_xs)")
+    parser.add_argument("--max-rejects", metavar="N|P%",
+                        help="stop once more than N rows (or P%% of the file's rows) are "
+                             "rejected; the rest are not sent (exit code 4)")
     parser.add_argument("--fields", default="id",
                         help="fields to ask back, comma-separated ('' for none; default: id)")
     parser.add_argument("--no-progress", action="store_true",
@@ -455,11 +575,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def command(args: argparse.Namespace) -> int:
-    """Run ``sippet import``; exit code 0 only when every row succeeded."""
+    """Run ``sippet import``; exit code 0 only when every row succeeded (``EXIT_CODES_HELP``)."""
     from sippet_async._client import SippetClient
 
     _configure_logging(args.verbose)
     mapping = parse_map(args.map)
+    parse_max_rejects(args.max_rejects)  # a bad value is a usage error before any I/O
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError(f"--concurrency must be >= 1, got {args.concurrency}")
     fields = [name.strip() for name in args.fields.split(",") if name.strip()] or None
@@ -473,19 +594,46 @@ async def command(args: argparse.Namespace) -> int:
             fields=fields, concurrency=args.concurrency, journal=args.journal,
             rejects=args.rejects, reconcile_by=args.reconcile_by,
             reconcile_action=args.reconcile_action, progress=progress,
+            max_rejects=args.max_rejects,
         )
     _print_summary(result)
-    return 0 if result.ok else 1
+    return _exit_code(result)
+
+
+def _exit_code(result: ImportResult) -> int:
+    if isinstance(result.stopped_by, TooManyRejectsError):
+        return EXIT_TOO_MANY_REJECTS
+    if result.stopped_by is not None:
+        return EXIT_STOPPED
+    return EXIT_OK if result.ok else EXIT_REJECTED
 
 
 def _print_summary(result: ImportResult) -> None:
     out = sys.stderr
     print(f"sippet import: {result.report.summary()}", file=out)
     if result.rejects is not None:
-        print(f"sippet import: {result.rejected} row(s) not done, with their errors: "
-              f"{result.rejects}", file=out)
+        print(f"sippet import: {result.rejected} row(s) rejected or unknown, with their "
+              f"errors: {result.rejects}", file=out)
+    stopped = result.stopped_by
+    if stopped is not None:
+        print(f"sippet import: STOPPED by {type(stopped).__name__}: {stopped}", file=out)
+        print(f"sippet import: {result.report.not_sent} row(s) not sent; {_remedy(stopped)}, "
+              "then run the same command again to send them", file=out)
     print(f"sippet import: journal {result.journal} (run the same command again to resume)",
           file=out)
+
+
+def _remedy(cause: SippetError) -> str:
+    """What to fix before the next run, by what stopped this one."""
+    if isinstance(cause, AuthenticationError):
+        return "check the API key (--api-key or $SIPPET_SECRET_KEY)"
+    if isinstance(cause, ActionNotFoundError):
+        return "check the action name"
+    if isinstance(cause, TooManyRejectsError):
+        return "fix the rows or --map (see the rejects file), or raise --max-rejects"
+    if isinstance(cause, ProtocolError):
+        return "check --base-url"
+    return "fix the cause"
 
 
 def _configure_logging(verbose: bool) -> None:

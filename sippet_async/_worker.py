@@ -8,6 +8,8 @@ request taken gets exactly one outcome, handed to ``on_outcome``.
 
 Shutdown (``stop()``, SIGTERM by default): stop taking requests, let those in flight finish
 for up to ``grace`` seconds, then cancel the rest; each of those is reported ``unknown``.
+An error no retry can fix (a rejected key: ``is_fatal``) stops the worker the same way at
+once, without the grace timer, and ``run`` raises it; requests not taken stay in the queue.
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ class CallWorker(Generic[T]):
 
         With a queue, ``task_done()`` is called once each request's outcome was reported.
         Returns the final report.
+
+        Raises:
+            SippetError: the error no retry can fix that stopped the worker (e.g.
+                ``AuthenticationError``), once every request taken has been reported;
+                requests not taken are left in the queue for a worker with the fix.
         """
         if self._job is not None:
             raise UsageError("this CallWorker is already running (or has run); make another")
@@ -134,6 +141,7 @@ class CallWorker(Generic[T]):
         job: BulkJob[T] = self._client.bulk(
             self._action, items, fields=self._fields, request=self._request, key=self._key,
             concurrency=self._concurrency, reconcile=self._reconcile, redrive=False,
+            report_unsent=False,  # a queue has no end: what is not taken stays there
         )
         self._job = job
         loop = asyncio.get_running_loop()
@@ -154,6 +162,8 @@ class CallWorker(Generic[T]):
                 loop.remove_signal_handler(signum)
             if self._timer is not None:
                 self._timer.cancel()
+        if job.stopped_by is not None:
+            raise job.stopped_by
         return job.report
 
     async def _deliver(self, outcome: Outcome[T]) -> None:

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from sippet_async import SippetClient, UsageError
-from sippet_async._import import Row, import_file, parse_map, read_rows
+from sippet_async._import import (
+    RejectLimit,
+    Row,
+    TooManyRejectsError,
+    import_file,
+    parse_map,
+    parse_max_rejects,
+    read_rows,
+)
 from sippet_async.testing import FakeSippet
 
 from ._support import (
@@ -41,9 +49,9 @@ def _write_csv(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-async def _sippet(server: FakeSippet, *args: str | Path) -> tuple[int, str]:
+async def _sippet(server: FakeSippet, *args: str | Path, key: str = KEY) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
-    env["SIPPET_SECRET_KEY"] = KEY
+    env["SIPPET_SECRET_KEY"] = key
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sippet_async", "--base-url", server.url, *map(str, args),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -163,6 +171,9 @@ async def test_usage_errors_exit_2_before_any_request(
                               "phoneE164", "--journal", data)
     assert code == 2
     assert "not a sippet journal" in err
+    code, err = await _sippet(server, "import", "create_contact", data, "--max-rejects", "5x")
+    assert code == 2
+    assert "--max-rejects" in err
     assert server.requests == []
 
 
@@ -202,3 +213,98 @@ def test_csv_rows_are_trimmed_and_blank_cells_left_out(tmp_path: Path) -> None:
         Row(1, 2, {"name": "Ada", "phone": "+1555"}),
         Row(2, 5, {"name": "Multi\nline", "phone": "+2", "note": "x"}),
     ]
+
+
+async def test_a_wrong_key_import_of_20000_rows_stops_at_once_then_resumes(
+    server: FakeSippet, fast_loop: None, tmp_path: Path
+) -> None:
+    """Issue 10 item 8: at most one window of requests, exit 3 naming the authentication
+    failure, the untouched rows not sent; the same command with the right key sends every
+    row exactly once."""
+    n = 20_000
+    data = tmp_path / "contacts.jsonl"
+    data.write_text("".join(
+        json.dumps({"fullName": f"P {i}", "phoneE164": PHONE.format(i)}) + "\n"
+        for i in range(n)
+    ))
+    code, err = await _sippet(server, "import", "create_contact", data,
+                              key="sk_test_wrong_key_fedcba9876543210")
+    sent = len(server.requests)
+    assert 0 < sent <= 64  # --concurrency defaults to 64
+    assert code == 3, err
+    assert "STOPPED by AuthenticationError" in err
+    assert f"{n - sent} not sent" in err
+    assert "sk_test_wrong_key" not in err
+    rejects = _rejects(tmp_path / "contacts.jsonl.rejects.jsonl")
+    assert len(rejects) == sent  # the rows in flight; rows not sent are counted, not listed
+    assert all(entry["error"].startswith("AuthenticationError") for entry in rejects.values())
+    assert server.contacts == []
+
+    server.reset_records()
+    code, err = await _sippet(server, "import", "create_contact", data)
+    assert code == 0, err
+    assert f"{n} succeeded, 0 failed, 0 unknown, 0 skipped, 0 not sent" in err
+    assert len(server.requests) == n
+    assert_exactly_one_contact_per_phone(server, n)
+
+
+@pytest.mark.parametrize(("limit", "allowed"), [("10", 10), ("5%", 20)])
+async def test_max_rejects_stops_an_import_whose_rows_fail(
+    server: FakeSippet, tmp_path: Path, limit: str, allowed: int
+) -> None:
+    """Every row is rejected (no phone): the import stops past the limit, exit 4; the rows
+    after the stop are not sent and are reported with the cause."""
+    data = tmp_path / "contacts.csv"
+    data.write_text("name,phone\n" + "".join(f"Person {i},\n" for i in range(400)))
+    code, err = await _sippet(server, "import", "create_contact", data, "--concurrency", "4",
+                              "--max-rejects", limit)
+    assert code == 4, err
+    assert "STOPPED by TooManyRejectsError" in err
+    sent = len(server.requests)
+    assert allowed < sent <= allowed + 1 + 2 * 4  # + what ran ahead of the count
+    assert len(_rejects(tmp_path / "contacts.csv.rejects.jsonl")) == sent
+    assert f"{400 - sent} not sent" in err
+
+
+async def test_max_rejects_not_reached_lets_the_import_finish(
+    server: FakeSippet, tmp_path: Path
+) -> None:
+    """Three rejects within --max-rejects 1% of 403 rows: the job runs to the end, exit 1."""
+    data = tmp_path / "contacts.csv"
+    _write_csv(data)
+    code, err = await _sippet(server, "import", "create_contact", data, "--map", MAP,
+                              "--max-rejects", "1%")
+    assert code == 1, err
+    assert f"{GOOD} succeeded, 3 failed, 0 unknown, 0 skipped, 0 not sent" in err
+
+
+async def test_import_file_reports_the_stop_on_its_result(
+    server: FakeSippet, tmp_path: Path
+) -> None:
+    """In process: max_rejects=0 stops at the first reject; the result names the cause."""
+    data = tmp_path / "c.jsonl"
+    data.write_text('{"fullName": "No Phone"}\n' + "".join(
+        json.dumps({"fullName": f"P {i}", "phoneE164": PHONE.format(i)}) + "\n"
+        for i in range(50)
+    ))
+    async with SippetClient(KEY, base_url=server.url) as client:
+        result = await import_file(client, "create_contact", data, concurrency=1,
+                                   max_rejects=0)
+    assert isinstance(result.stopped_by, TooManyRejectsError)
+    assert result.stopped_by.limit == 0
+    assert not result.ok
+    assert (result.rejected, result.report.not_sent) == (1, 50)
+    assert len(server.requests) == 1
+
+
+def test_parse_max_rejects() -> None:
+    """A count or a percentage of the file's rows; anything else is a UsageError."""
+    assert parse_max_rejects(None) is None
+    assert parse_max_rejects("25") == RejectLimit(count=25)
+    assert parse_max_rejects(0) == RejectLimit(count=0)
+    assert parse_max_rejects(" 2.5% ") == RejectLimit(percent=2.5)
+    assert RejectLimit(percent=2.5).allowed(1000) == 25
+    assert RejectLimit(count=7).allowed(1000) == 7
+    for bad in ("-1", "5x", "", "101%", "nan%", "-1%", -3):
+        with pytest.raises(UsageError, match="--max-rejects"):
+            parse_max_rejects(bad)

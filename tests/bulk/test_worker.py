@@ -14,10 +14,18 @@ from typing import Any
 
 import pytest
 
-from sippet_async import CallWorker, Outcome, OutcomeUnknownError, SippetClient, UsageError
+from sippet_async import (
+    AuthenticationError,
+    CallWorker,
+    Outcome,
+    OutcomeUnknownError,
+    RetryPolicy,
+    SippetClient,
+    UsageError,
+)
 from sippet_async.testing import FakeSippet
 
-from ._support import FAULTS, KEY, call, client_for, poll_until
+from ._support import FAULTS, KEY, call, client_for, no_wait, poll_until
 
 N = 2000
 
@@ -195,3 +203,44 @@ async def test_a_worker_runs_once(client: SippetClient) -> None:
     await worker.run(_requests(1))
     with pytest.raises(UsageError, match="already"):
         await worker.run(_requests(1))
+
+
+async def test_a_wrong_key_stops_a_worker_at_once_and_leaves_the_queue(
+    server: FakeSippet,
+) -> None:
+    """Wrong key: at most `concurrency` calls are sent, run() raises the cause, what was not
+    taken stays queued; a worker with the right key then places every call exactly once."""
+    n, concurrency = 500, 16
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(call(i))
+    outcomes: list[Outcome[Any]] = []
+    async with SippetClient("sk_test_wrong_key_fedcba9876543210", base_url=server.url,
+                            retry=RetryPolicy(sleep=no_wait)) as client:
+        worker = CallWorker(client, outcomes.append, concurrency=concurrency)
+        with pytest.raises(AuthenticationError):
+            async with asyncio.timeout(60):  # a worker that does not stop fails here
+                await worker.run(queue)
+    assert 0 < len(server.requests) <= concurrency
+    assert len(outcomes) == n - queue.qsize()  # every request taken was reported
+    assert not any(o.ok for o in outcomes)
+    assert all(isinstance(o.error, AuthenticationError) for o in outcomes)
+    assert worker.report is not None
+    assert isinstance(worker.report.stopped_by, AuthenticationError)
+    assert server.calls == []
+
+    for outcome in outcomes:  # none was placed: hand them back, as a caller would
+        queue.put_nowait(outcome.item)
+    placed: dict[str, Outcome[Any]] = {}
+    retry_worker: CallWorker[dict[str, Any]]
+
+    def record(outcome: Outcome[dict[str, Any]]) -> None:
+        placed[outcome.item["toE164"]] = outcome
+        if len(placed) == n:
+            retry_worker.stop()
+
+    async with client_for(server) as client:
+        retry_worker = CallWorker(client, record, concurrency=concurrency)
+        await retry_worker.run(queue)
+    assert {o.status for o in placed.values()} == {"succeeded"}
+    assert _calls_per_number(server) == {call(i)["toE164"]: 1 for i in range(n)}
