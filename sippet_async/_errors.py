@@ -237,6 +237,8 @@ def is_fatal(error: BaseException) -> TypeGuard[SippetError]:
     """
     if isinstance(error, AuthenticationError | ActionNotFoundError):
         return True  # the key was rejected; the action does not exist (docs/protocol.md §6.4)
+    if isinstance(error, TLSVerificationError):
+        return True  # the server's certificate is refused: so it will be for every item
     if isinstance(error, ProtocolError) and error.status is not None:
         # A redirect is never followed (the key must not travel), and 404/405 means the
         # base URL points at no RPC endpoint: docs/protocol.md §12.1.

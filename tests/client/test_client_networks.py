@@ -78,6 +78,24 @@ async def test_an_unknown_ca_fails_fast_without_retries(
     assert tls_server.requests == []
 
 
+async def test_a_refused_certificate_stops_a_bulk_job_after_one_window(
+    tls_server: FakeSippet, api_key: str,
+) -> None:
+    """A bulk job against a server whose certificate is refused stops at once: the rest of
+    the items are not_sent with that cause, and no more than a window of attempts is made."""
+    items = [{"fullName": f"P {i}", "phoneE164": f"+1555000{i:04d}"} for i in range(500)]
+    async with SippetClient(api_key, base_url=tls_server.url, retry=_retrying()) as client:
+        async with client.bulk("create_contact", items, concurrency=8) as job:
+            outcomes = [outcome async for outcome in job]
+        assert client.counters.requests <= 8
+    assert len(outcomes) == len(items)
+    assert isinstance(job.stopped_by, TLSVerificationError)
+    not_sent = [o for o in outcomes if o.status == "not_sent"]
+    assert len(not_sent) >= len(items) - 8
+    assert all(o.error is job.stopped_by for o in not_sent)
+    assert tls_server.requests == []
+
+
 @pytest.mark.parametrize(("certified", "host"), [
     ("localhost", "127.0.0.1"),  # an IP address the certificate does not list
     ("127.0.0.1", "localhost"),  # a hostname the certificate does not list
