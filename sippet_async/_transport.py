@@ -7,6 +7,7 @@ through one table, into TransportError / TransportTimeoutError / ResponseTooLarg
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 from collections import ChainMap
@@ -249,9 +250,10 @@ class AiohttpTransport:
         self._urls: dict[str, yarl.URL] = {}
         self._ssl = ssl
         self._proxy = proxy
-        # aiohttp 3.14 deprecates proxy_auth= in favour of this header.
+        # The header rather than aiohttp's proxy_auth=, which aiohttp 3.14 deprecates (and
+        # its replacement helper is not in 3.13, our floor).
         self._proxy_headers = (
-            {"Proxy-Authorization": aiohttp.encode_basic_auth(*proxy_auth)}
+            {"Proxy-Authorization": _basic_credentials(*proxy_auth)}
             if proxy_auth is not None else None
         )
         self._trust_env = trust_env
@@ -400,3 +402,9 @@ class AiohttpTransport:
             await fresh.close()
         if session is not None and self._owned:
             await session.close()
+
+
+def _basic_credentials(login: str, password: str) -> str:
+    """A Basic credentials value (RFC 7617), UTF-8 encoded."""
+    token = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
