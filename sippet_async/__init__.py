@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from sippet_async._breaker import BreakerPolicy
 from sippet_async._bulk import BulkJob, BulkReport, Outcome
 from sippet_async._client import RequestKeys, SippetClient
 from sippet_async._config import ApiKey, ClientConfig, Timeouts
@@ -26,6 +27,7 @@ from sippet_async._errors import (
     ResponseTooLargeError,
     RpcError,
     ServerError,
+    ServerUnreachableError,
     SippetError,
     TransportError,
     TransportTimeoutError,
@@ -45,6 +47,7 @@ __all__ = [
     "AiohttpTransport",
     "ApiKey",
     "AuthenticationError",
+    "BreakerPolicy",
     "BulkJob",
     "BulkReport",
     "Call",
@@ -73,6 +76,7 @@ __all__ = [
     "RpcError",
     "RunResult",
     "ServerError",
+    "ServerUnreachableError",
     "SippetClient",
     "SippetError",
     "Timeouts",

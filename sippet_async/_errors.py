@@ -5,7 +5,8 @@ SippetError
 ├── UsageError (also ValueError)   bad arguments or config, raised before any I/O
 ├── ClientClosedError              the client was used after aclose()
 ├── TransportError                 connection failed / reset / timed out
-│   └── TransportTimeoutError      also a builtin TimeoutError
+│   ├── TransportTimeoutError      also a builtin TimeoutError
+│   └── ServerUnreachableError     not sent: the breaker holds requests back during an outage
 ├── ProtocolError                  a reply that is not a valid envelope
 │   └── ResponseTooLargeError      the reply exceeded the client's size cap
 ├── AuthenticationError            HTTP 401/403, authentication_failed / invalid_token
@@ -44,6 +45,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RpcError",
     "ServerError",
+    "ServerUnreachableError",
     "SippetError",
     "TransportError",
     "TransportTimeoutError",
@@ -78,6 +80,18 @@ class TransportError(SippetError):
 
 class TransportTimeoutError(TransportError, TimeoutError):
     """A connect, read or total timeout expired."""
+
+
+class ServerUnreachableError(TransportError):
+    """Not sent: attempts got no answer (refused, reset, timed out), so the client's
+    breaker lets only one probe at a time through until it answers again.
+
+    ``sent`` is always ``False``; the call is retried by its policy like a refused
+    connection. ``__cause__`` is the last failure that kept the breaker open, if any.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
 
 
 class ProtocolError(SippetError):

@@ -15,6 +15,7 @@ import pytest
 from sippet_async import (
     ActionNotFoundError,
     AuthenticationError,
+    BreakerPolicy,
     ClientClosedError,
     ForbiddenError,
     InvalidInputError,
@@ -25,6 +26,7 @@ from sippet_async import (
     ResponseTooLargeError,
     RpcError,
     ServerError,
+    ServerUnreachableError,
     SippetClient,
     SippetError,
     Timeouts,
@@ -240,6 +242,16 @@ def _refused(ctx: Ctx) -> Awaitable[object]:
     return _run(ctx, options={"base_url": f"http://127.0.0.1:{ctx.port}"}, fields=["id"])
 
 
+async def _breaker_open(ctx: Ctx) -> object:
+    # One refusal opens this breaker, and its first probe is a minute away.
+    breaker = BreakerPolicy(threshold=1, probe_wait=60.0, max_probe_wait=60.0)
+    async with ctx.client(base_url=f"http://127.0.0.1:{ctx.port}", breaker=breaker) as client:
+        with pytest.raises(TransportError) as refused:
+            await client.run("list_contacts", fields=["id"])
+        assert type(refused.value) is TransportError
+        return await client.run("list_contacts", fields=["id"])
+
+
 def _self_referencing() -> dict[str, Any]:
     value: dict[str, Any] = {}
     value["self"] = value
@@ -332,6 +344,8 @@ SCENARIOS: Final[tuple[ErrorScenario, ...]] = (
                   lambda exc, ctx: _is_builtin_timeout(exc)),
     ErrorScenario("connection-reset", TransportError, scripted(Reply(reset=True)),
                   attrs(sent=True)),
+    ErrorScenario("breaker-open-not-sent", ServerUnreachableError, _breaker_open,
+                  checks(attrs(sent=False), cause(TransportError))),
     # -- writes that failed ambiguously are not re-sent (§12.5) --
     ErrorScenario("write-500-outcome-unknown", OutcomeUnknownError,
                   scripted(Reply(status=500, body=HTML), "create_contact", input={}),
