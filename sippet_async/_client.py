@@ -402,6 +402,7 @@ class SippetClient:
         reconcile: _bulk.Reconcile[T] | None = None,
         idempotent: bool | None = None,
         redrive: bool = True,
+        redrive_wait: float = _bulk.DEFAULT_REDRIVE_WAIT,
     ) -> _bulk.BulkJob[T]:
         """Run ``action`` once per item; iterate the job for exactly one ``Outcome`` per item.
 
@@ -421,6 +422,9 @@ class SippetClient:
             idempotent: passed to ``run``; True also lets in-doubt items be re-sent.
             redrive: give items whose retries ran out (429, 5xx, connection failures that
                 provably did not execute) one more pass near the end of the job.
+            redrive_wait: while the server is unreachable, the redrive waits for it to
+                answer again, until it has been unreachable this many seconds; then its
+                items are ``failed`` with ``ServerUnreachableError``.
 
         Example:
             async with client.bulk("create_contact", rows, fields=["id"],
@@ -432,6 +436,7 @@ class SippetClient:
             self, action, items, fields=fields, request=request, key=key,
             concurrency=concurrency, ordered=ordered, window=window, journal=journal,
             reconcile=reconcile, idempotent=idempotent, redrive=redrive,
+            redrive_wait=redrive_wait,
         )
 
     # -- the pipeline -----------------------------------------------------------------
