@@ -498,7 +498,7 @@ class SippetClient:
             # A slot from the gate check to the reply: at most max_concurrency in flight,
             # and none queued for a connection past a pause that has begun since.
             if not slots.take():
-                await slots.wait()
+                await self._queue(call)
             try:
                 if limits.gated():
                     await limits.admit(call.action)  # the shared pause, then a rate token
@@ -554,6 +554,21 @@ class SippetClient:
                else "a probe is in flight"))
         error.__cause__ = breaker.last_failure
         raise error
+
+    async def _queue(self, call: CallState) -> None:
+        """Wait for a concurrency slot. If the breaker left "closed" meanwhile, ask it again
+        before going: attempts queued behind a full client must not storm a server that
+        stopped answering while they waited."""
+        slots = self._limits.slots
+        breaker = self._breaker
+        while True:
+            await slots.wait()
+            if breaker.clear or call.probe:
+                return
+            slots.release()  # no slot is held while waiting for the breaker
+            await self._admit(call)
+            if slots.take():
+                return
 
     def _report_failure(self, call: CallState, exc: SippetError) -> None:
         """Tell the breaker how a sent attempt (or its scout or probe) failed."""
