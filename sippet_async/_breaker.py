@@ -1,34 +1,32 @@
 """The breaker: while the server is unreachable, one probe at a time instead of a storm.
 
 ```
-                 no answer                  a scout is let through
-  closed ────────────────────▶ suspect ──────────────────────────▶ scouting
-    ▲  ◀──── any HTTP answer ────  │ ◀── the scout got no answer ───  │ │
-    │                              │                                  │ │ THRESHOLD connection
-    │                              └───────────── THRESHOLD ──────────┼─┤ failures in a row
-    │◀────────────── any HTTP answer ─────────────────────────────────┘ ▼
-    │                                        a probe is due and an attempt
-    │                                  open ─────────────────────────────▶ probing
-    │◀──────── any HTTP answer ─────── │ ▲ ◀──── the probe got no answer ──── │
-    └─────────────────────────────────────────────── any HTTP answer ─────────┘
+closed ──no answer──▶ suspect ──the next attempt goes alone──▶ scouting ──its answer──▶ closed
+                         ▲                                         │
+                         └───────── the scout got no answer ───────┘
+suspect, scouting ──THRESHOLD connection failures in a row──▶ open
+open ──a probe is due and an attempt goes──▶ probing ──its answer──▶ closed
+  ▲                                             │
+  └──────────── the probe got no answer ────────┘
 ```
 
 * **Closed**: every attempt goes out.
 * **Suspect / scouting**: an attempt got no answer at all (refused, DNS, connect timeout,
-  or reset, disconnected or timed out after sending). Until an answer comes, one attempt
-  at a time goes out (the scout) and the others wait for its verdict, so a server that
-  just died is not hit by every concurrency slot at once (measured with
+  or reset, disconnected or timed out after sending). Until the server answers, one
+  attempt at a time goes out (the scout) and the others wait for its verdict, so a
+  server that just died is not hit by every concurrency slot at once (measured with
   benchmarks/bench_outage.py at concurrency 64: 15 to 107 connection attempts while down
-  without this state). An HTTP answer of any status, to the scout or to a request already
-  in flight, closes it: only Sippet or something in front of it can answer
-  (docs/protocol.md §2, §12.1), so a flaky server costs a wait of one round trip.
+  without this state). An HTTP answer of any status to the scout closes it: only Sippet
+  or something in front of it can answer (docs/protocol.md §2, §12.1). A flaky server
+  costs the attempts behind the scout one round trip. Answers to requests sent before the
+  trouble began prove nothing (a crashed server wrote some just before it died).
 * **Open**: THRESHOLD connection failures in a row (refused, DNS, connect timeout: the
-  request never left, docs/protocol.md §12.5), with no answer in between, show the server
-  unreachable. Attempts are not sent: they raise ``ServerUnreachableError`` at once, and
-  the call's retry policy decides what comes next. The first attempt made once the
-  backoff has passed becomes the probe.
+  request never left, docs/protocol.md §12.5), with no scout answered in between, show
+  the server unreachable. Attempts are not sent: they raise ``ServerUnreachableError`` at
+  once, and the call's retry policy decides what comes next. The first attempt made once
+  the backoff has passed becomes the probe.
 * **Probing**: that one attempt is in flight; every other attempt still fails fast. Any
-  HTTP answer closes the breaker; none opens it again with a longer backoff.
+  HTTP answer to it closes the breaker; none opens it again with a longer backoff.
 
 A scout or probe that is cancelled or never sent gives its turn to the next attempt. Only
 the transport's own two classes (``TransportError``, ``TransportTimeoutError``) count:
@@ -77,6 +75,9 @@ DEFAULT_MAX_PROBE_WAIT: Final = 30.0
 # Half of each wait is random ("equal jitter"): the clients of one outage drift apart
 # without probes ever coming sooner than half the schedule.
 DEFAULT_PROBE_JITTER: Final = 0.5
+# ``wait_ready`` lets one waiter go per probe turn; if it has not probed within this long
+# (cancelled, or it chose not to send), the turn passes to the next waiter.
+CLAIM_TTL: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,7 +136,7 @@ class Event(enum.Enum):
 
     UNANSWERED = "unanswered"  # an attempt got no answer (below the threshold)
     TRIP = "trip"  # the THRESHOLD-th connection failure in a row
-    ANSWER = "answer"  # any HTTP answer, to any attempt
+    ANSWER = "answer"  # any HTTP answer to the scout or the probe
     LET_THROUGH = "let_through"  # an attempt goes out as the scout or the probe
     TEST_FAILED = "test_failed"  # the scout or the probe got no answer (below the threshold)
     TEST_DROPPED = "test_dropped"  # the scout or the probe was cancelled or never sent
@@ -146,13 +147,11 @@ TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
     (State.CLOSED, Event.TRIP): State.OPEN,
     (State.SUSPECT, Event.LET_THROUGH): State.SCOUTING,
     (State.SUSPECT, Event.TRIP): State.OPEN,
-    (State.SUSPECT, Event.ANSWER): State.CLOSED,
     (State.SCOUTING, Event.TRIP): State.OPEN,
     (State.SCOUTING, Event.ANSWER): State.CLOSED,
     (State.SCOUTING, Event.TEST_FAILED): State.SUSPECT,
     (State.SCOUTING, Event.TEST_DROPPED): State.SUSPECT,
     (State.OPEN, Event.LET_THROUGH): State.PROBING,
-    (State.OPEN, Event.ANSWER): State.CLOSED,  # a request sent before the opening answered
     (State.PROBING, Event.ANSWER): State.CLOSED,
     (State.PROBING, Event.TEST_FAILED): State.OPEN,
     (State.PROBING, Event.TEST_DROPPED): State.OPEN,
@@ -205,6 +204,7 @@ class Breaker:
         self._clock = clock
         self._on_change = on_change
         self._changed: asyncio.Event | None = None  # made on the first wait
+        self._claim = -math.inf  # a waiter went to probe; others wait for it until then
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -252,10 +252,12 @@ class Breaker:
         """Whether ``turn`` is the scout or the probe out now (else an answer ended it)."""
         return turn == self.turn and self.state in (State.SCOUTING, State.PROBING)
 
-    def answered(self) -> None:
-        """Any attempt got an HTTP answer (any status): the server is reachable."""
-        self.failures = 0
-        if self.state is not State.CLOSED:
+    def answered(self, turn: int = 0) -> None:
+        """An attempt got an HTTP answer (any status); ``turn``: the one it was let through
+        as, if any. Only the scout's or the probe's answer closes the breaker: a request
+        sent before the trouble began may have been answered just before it did."""
+        if self._testing(turn):
+            self.failures = 0
             self._move(Event.ANSWER)
 
     # -- the machine --------------------------------------------------------------------
@@ -287,6 +289,7 @@ class Breaker:
                             now - self.opened_at)
         self.state = state
         self.clear = state is State.CLOSED
+        self._claim = -math.inf
         if self._on_change is not None:
             self._on_change(before, state, wait)
         changed, self._changed = self._changed, None
@@ -309,16 +312,23 @@ class Breaker:
 
     async def wait_ready(self, patience: float) -> bool:
         """Wait until an attempt may go out: at once unless open; while open, until a probe
-        is due or one got an answer. False once it has been open ``patience`` seconds:
-        giving up is the caller's decision."""
+        is due (one waiter per probe: the others wait for its verdict) or one got an
+        answer. False once it has been open ``patience`` seconds: giving up is the
+        caller's decision."""
         while self.state in (State.OPEN, State.PROBING):
             now = self._now()
             give_up = self.opened_at + patience
             if now >= give_up:
                 return False
-            if self.state is State.OPEN and now >= self.probe_at:
-                return True
-            until = give_up if self.state is State.PROBING else min(give_up, self.probe_at)
+            until = give_up
+            if self.state is State.OPEN:
+                if now < self.probe_at:
+                    until = min(until, self.probe_at)
+                elif now >= self._claim:  # nobody has gone to probe this turn yet
+                    self._claim = now + CLAIM_TTL
+                    return True
+                else:
+                    until = min(until, self._claim)
             try:
                 async with asyncio.timeout(None if math.isinf(until) else until - now):
                     await self.changed()

@@ -507,8 +507,8 @@ class SippetClient:
             finally:
                 slots.release()
             if not breaker.clear:
+                breaker.answered(call.probe)  # any status: something answered
                 call.probe = 0
-                breaker.answered()  # any status: something answered
             call.received(response.status)
             limits.observe(call.action, call.attempt, response)  # Retry-After, hints
             result = decode(call.action, response, type)
@@ -577,7 +577,7 @@ class SippetClient:
         if not call.in_flight:  # the test never left (a pause longer than the cap)
             breaker.dropped(turn)
         elif not isinstance(exc, TransportError):
-            breaker.answered()  # raised on a reply, e.g. one too large to read
+            breaker.answered(turn)  # raised on a reply, e.g. one too large to read
         elif turn or is_unanswered(exc):  # (a TLS failure of a test: not an answer either)
             breaker.unanswered(exc, turn=turn)
 

@@ -105,7 +105,7 @@ def _fire(b: Breaker, event: Event) -> None:
         b.failures = b._threshold - 1  # the last refusal of a run of them
         b.unanswered(REFUSED)
     elif event is Event.ANSWER:
-        b.answered()
+        b.answered(b.turn)  # the scout's or the probe's answer
     elif event is Event.LET_THROUGH:
         b._clock.now = b.probe_at  # type: ignore[attr-defined]
         assert b.admit() is Admission.TEST
@@ -155,16 +155,25 @@ def test_opens_after_threshold_connection_failures_in_a_row() -> None:
     assert changes.seen[-1] == (State.SUSPECT, State.OPEN, doubling(1))
 
 
-def test_an_answer_in_between_starts_the_count_again() -> None:
-    """Two refusals, an answer (any status), two refusals: still not open."""
+def test_the_scouts_answer_starts_the_count_again() -> None:
+    """Two refusals, the scout answered (any status), two refusals: still not open."""
     b, _, _ = breaker(threshold=3)
     for _ in range(2):
         b.unanswered(REFUSED)
-    b.answered()
+    assert b.admit() is Admission.TEST
+    b.answered(b.turn)
     assert b.state is State.CLOSED
     for _ in range(2):
         b.unanswered(REFUSED)
     assert b.state is State.SUSPECT
+
+
+@pytest.mark.parametrize("start", [State.SUSPECT, State.SCOUTING, State.OPEN, State.PROBING])
+def test_an_answer_to_a_request_sent_before_the_trouble_proves_nothing(start: State) -> None:
+    """A crashed server wrote some replies just before it died: they close nothing."""
+    b = START[start]()
+    b.answered(0)  # not let through as a scout or probe: sent while it was closed
+    assert b.state is start
 
 
 def test_resets_make_it_suspect_but_never_open_it() -> None:
@@ -206,11 +215,11 @@ def test_one_probe_at_a_time_then_growing_capped_backoff() -> None:
     assert waits[-1] == 30.0  # capped
 
 
-@pytest.mark.parametrize("start", [State.SUSPECT, State.SCOUTING, State.OPEN, State.PROBING])
-def test_any_answer_closes_it(start: State) -> None:
-    """An HTTP answer of any status, to any attempt, closes it from every state."""
+@pytest.mark.parametrize("start", [State.SCOUTING, State.PROBING])
+def test_the_tests_answer_closes_it(start: State) -> None:
+    """An HTTP answer of any status to the scout or the probe closes it."""
     b = START[start]()
-    b.answered()
+    b.answered(b.turn)
     assert b.state is State.CLOSED
     assert b.clear
     assert b.admit() is Admission.GO
@@ -220,7 +229,7 @@ def test_a_late_report_of_an_old_turn_is_not_the_test() -> None:
     """A scout whose turn ended (someone answered) does not fail the next scout's turn."""
     b = _scouting()
     old = b.turn
-    b.answered()
+    b.answered(old)
     b.unanswered(RESET)  # another attempt: suspect again
     assert b.admit() is Admission.TEST
     b.unanswered(RESET, turn=old)  # the old scout fails late
@@ -313,7 +322,7 @@ def test_wait_ready_returns_as_soon_as_the_probe_gets_an_answer() -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(b.probe_at - loop.time())
         assert b.admit() is Admission.TEST
-        loop.call_later(0.25, b.answered)  # the probe's answer comes back
+        loop.call_later(0.25, b.answered, b.turn)  # the probe's answer comes back
         ready = await b.wait_ready(patience=60.0)
         return ready, loop.time(), b.probe_at
 
