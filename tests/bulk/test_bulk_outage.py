@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sippet_async import ServerUnreachableError, TransportError
+from sippet_async import ServerUnreachableError, TransportError, UsageError
 from sippet_async.testing import FakeSippet
 
 from ._outage import Outage, free_port
@@ -120,3 +120,11 @@ async def test_redrive_gives_up_after_redrive_wait_with_the_cause(fast_loop: Non
     assert all(isinstance(e.__cause__, TransportError) for e in errors if e is not None)
     # One attempt per concurrency slot before it opened, then the probes.
     assert counters.requests <= 8 + counters.probes
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "60", True])
+async def test_redrive_wait_must_be_seconds(bad: object) -> None:
+    """A bad redrive_wait is a UsageError before anything runs."""
+    async with client_for(f"http://127.0.0.1:{free_port()}") as client:
+        with pytest.raises(UsageError, match="redrive_wait"):
+            client.bulk("create_contact", contacts(1), redrive_wait=bad)  # type: ignore[arg-type]
