@@ -66,9 +66,10 @@ DEFAULT_THRESHOLD: Final = 3
 # The first probe follows the opening quickly: a restart or a dropped route is often over
 # in well under a second.
 DEFAULT_PROBE_WAIT: Final = 0.1
-# x1.25 per failed probe: an outage of T seconds is noticed to be over within ~0.25 T
-# (within 1.8 s of the end of a 5 s outage, 14 probes), where doubling would take up to T.
-DEFAULT_PROBE_GROWTH: Final = 1.25
+# x1.15 per failed probe: the end of an outage of T seconds is noticed within ~0.15 T
+# (within 1.2 s of the end of a 5 s outage, with 19 probes; 36 in a minute), where
+# doubling would take up to T. A probe is one connection attempt: cheap for the server.
+DEFAULT_PROBE_GROWTH: Final = 1.15
 # One connection attempt per 30 s at most is nothing to a recovering server, and a client
 # waiting for it still notices within 30 s.
 DEFAULT_MAX_PROBE_WAIT: Final = 30.0
