@@ -15,7 +15,7 @@ open ──a probe is due and an attempt goes──▶ probing ──its answer�
   or reset, disconnected or timed out after sending). Until the server answers, one
   attempt at a time goes out (the scout) and the others wait for its verdict, so a
   server that just died is not hit by every concurrency slot at once (measured with
-  benchmarks/bench_outage.py at concurrency 64: 15 to 107 connection attempts while down
+  benchmarks/bench_outage.py at concurrency 64: 15 to 107 attempts while down in 3 runs
   without this state). An HTTP answer of any status to the scout closes it: only Sippet
   or something in front of it can answer (docs/protocol.md §2, §12.1). A flaky server
   costs the attempts behind the scout one round trip. Answers to requests sent before the
