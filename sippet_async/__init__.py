@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from sippet_async._breaker import BreakerPolicy
 from sippet_async._bulk import BulkJob, BulkReport, Outcome
 from sippet_async._client import RequestKeys, SippetClient
 from sippet_async._config import ApiKey, ClientConfig, Timeouts
@@ -26,6 +27,7 @@ from sippet_async._errors import (
     ResponseTooLargeError,
     RpcError,
     ServerError,
+    ServerUnreachableError,
     SippetError,
     TLSVerificationError,
     TransportError,
@@ -46,6 +48,7 @@ __all__ = [
     "AiohttpTransport",
     "ApiKey",
     "AuthenticationError",
+    "BreakerPolicy",
     "BulkJob",
     "BulkReport",
     "Call",
@@ -74,6 +77,7 @@ __all__ = [
     "RpcError",
     "RunResult",
     "ServerError",
+    "ServerUnreachableError",
     "SippetClient",
     "SippetError",
     "TLSVerificationError",

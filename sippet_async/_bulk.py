@@ -18,7 +18,9 @@ it cannot decide alone:
   ``reconcile`` the worker looks the record up and re-sends only if it is absent; without
   it the item is reported ``unknown`` and never re-sent.
 * ``RateLimitError`` / ``ServerError`` / ``TransportError`` — retries exhausted on a failure
-  that provably did not execute. The item is set aside and re-driven once near the end.
+  that provably did not execute. The item is set aside and re-driven once near the end;
+  while the client's breaker says the server is unreachable, the redrive waits for it to
+  answer again (at most ``redrive_wait`` seconds into the outage) before re-sending.
 
 An error that no retry can fix (``is_fatal``: a rejected key, an unknown action, a wrong
 URL) stops the job at once, as ``abort()`` does: what is in flight finishes, nothing more
@@ -31,6 +33,7 @@ import asyncio
 import hashlib
 import inspect
 import logging
+import math
 import os
 import time
 import uuid
@@ -56,6 +59,7 @@ from sippet_async._errors import (
     OutcomeUnknownError,
     RateLimitError,
     ServerError,
+    ServerUnreachableError,
     SippetError,
     TransportError,
     UsageError,
@@ -85,6 +89,12 @@ ORDER_WINDOW_FACTOR: Final = 8
 # Retryable failures set aside for the redrive pass; past this many they are re-driven at
 # once so that an outage on a million-item input does not grow memory.
 DEFERRED_CAP: Final = 4096
+# How far into an outage the redrive pass keeps waiting for the server to answer again: a
+# restart, a deploy or a load-balancer failover is over within a minute; a server still
+# unreachable after that is down for longer than a job should sit idle (run it again with
+# its journal later). Counted from the breaker's opening, so the items of one outage share
+# one wait however many batches of DEFERRED_CAP they fill.
+DEFAULT_REDRIVE_WAIT: Final = 60.0
 
 _DONE: Final = object()
 
@@ -285,6 +295,7 @@ class BulkJob(Generic[T]):
         idempotent: bool | None,
         report_unsent: bool,
         redrive: bool,
+        redrive_wait: float = DEFAULT_REDRIVE_WAIT,
     ) -> None:
         self._client = client
         self._action = action
@@ -299,6 +310,7 @@ class BulkJob(Generic[T]):
         self._idempotent = idempotent
         self._redrive_enabled = redrive
         self._report_unsent = report_unsent
+        self._redrive_wait = redrive_wait
         # An item left in doubt by an earlier run may simply be sent again when sending
         # twice is harmless (PROTOCOL.md §12.5).
         self._resend_in_doubt = idempotent is True or is_read_action(action)
@@ -673,6 +685,8 @@ class BulkJob(Generic[T]):
 
         previous = work.previous
         rounds = 0
+        if work.redrive and not await self._client.wait_reachable(self._redrive_wait):
+            return self._unreachable(work)
         if work.doubt or (previous is not None and previous.status in ("started", "unknown")):
             # It may have executed (earlier, or in an earlier run): look before sending (§12.5).
             if self._reconcile is not None:
@@ -717,6 +731,14 @@ class BulkJob(Generic[T]):
                 raise
             except (RateLimitError, ServerError, TransportError) as exc:
                 # Retries exhausted, and (for a write) it provably did not execute.
+                if work.redrive and isinstance(exc, TransportError) \
+                        and self._client.counters.breaker in ("open", "probing"):
+                    # The outage is not over: wait for an answer, then send it again
+                    # (never sent, so it may go again: docs/protocol.md §12.5).
+                    work.error = exc
+                    if await self._client.wait_reachable(self._redrive_wait):
+                        continue
+                    return self._unreachable(work)
                 if not self._may_defer(work):
                     return self._final(work, "failed", error=exc)
                 self._defer(work, exc, cause=exc)
@@ -733,6 +755,15 @@ class BulkJob(Generic[T]):
             if is_fatal(exc):
                 self.abort(exc)
             raise
+
+    def _unreachable(self, work: _Work[T]) -> Outcome[T]:
+        """The redrive waited ``redrive_wait`` seconds into an outage for nothing."""
+        error = ServerUnreachableError(
+            f"{self._action}: item {work.index}: the server stayed unreachable for "
+            f"{self._redrive_wait:g}s (redrive_wait); "
+            + ("it may have executed before" if work.doubt else "not sent"))
+        error.__cause__ = work.error
+        return self._final(work, "unknown" if work.doubt else "failed", error=error)
 
     def _may_defer(self, work: _Work[T]) -> bool:
         return self._redrive_enabled and not work.redrive and not self._stopping
@@ -882,6 +913,7 @@ def bulk(
     idempotent: bool | None = None,
     report_unsent: bool = True,
     redrive: bool = True,
+    redrive_wait: float = DEFAULT_REDRIVE_WAIT,
 ) -> BulkJob[T]:
     """Validate the options and build the job (nothing runs until it is iterated)."""
     if not isinstance(action, str) or not action:
@@ -906,9 +938,14 @@ def bulk(
             raise UsageError(f"{name} must be callable, got {value!r}")
     if fields is not None and (isinstance(fields, str | bytes) or not isinstance(fields, Sequence)):
         raise UsageError(f"fields must be a list, e.g. ['id'], got {fields!r}")
+    if isinstance(redrive_wait, bool) or not isinstance(redrive_wait, int | float) \
+            or math.isnan(redrive_wait) or redrive_wait < 0:
+        raise UsageError(f"redrive_wait must be a number of seconds >= 0 (inf: as long as "
+                         f"it takes), got {redrive_wait!r}")
     return BulkJob(
         client, action, items, fields=fields, request=request, key=key,
         concurrency=concurrency, ordered=ordered, window=window, journal=journal,
         report_unsent=report_unsent,
         reconcile=reconcile, idempotent=idempotent, redrive=redrive,
+        redrive_wait=float(redrive_wait),
     )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypedDict, TypeVar, Unpack, 
 
 from sippet_async import _bulk
 from sippet_async import _protocol as protocol
+from sippet_async._breaker import Admission, Breaker, BreakerPolicy, State, is_unanswered
 from sippet_async._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -31,7 +32,13 @@ from sippet_async._config import (
     Timeouts,
     check_token,
 )
-from sippet_async._errors import ClientClosedError, SippetError, UsageError
+from sippet_async._errors import (
+    ClientClosedError,
+    ServerUnreachableError,
+    SippetError,
+    TransportError,
+    UsageError,
+)
 from sippet_async._hooks import Counters, Hooks
 from sippet_async._limits import Limits
 from sippet_async._models import RunResult, ValidationResult
@@ -43,6 +50,7 @@ from sippet_async._retry import (
     Retrier,
     RetryPolicy,
     check_seconds,
+    probe_backoff,
 )
 from sippet_async._transport import AiohttpTransport, Transport
 
@@ -106,6 +114,7 @@ class SippetClient:
         proxy: str | None = None,
         proxy_auth: tuple[str, str] | None = None,
         trust_env: bool = False,
+        breaker: BreakerPolicy | None = BreakerPolicy(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         """Create a client; nothing is opened until the first request.
 
@@ -141,6 +150,9 @@ class SippetClient:
                 ``.netrc`` credentials, and build the default TLS context when the client
                 opens (``SSL_CERT_FILE``). Off by default: the key goes nowhere the code
                 does not say. See the "Networks: TLS and proxies" guide.
+            breaker: when attempts get no answer (refused, reset, timed out), send one probe
+                at a time until the server answers, and fail other attempts fast without
+                sending them (``ServerUnreachableError``); None sends every attempt.
 
         Raises:
             UsageError: a missing key, a malformed base URL, a bad limit, or network
@@ -193,6 +205,15 @@ class SippetClient:
         )
         self._retrier: Final = Retrier(retry, retry_after_cap=cap, counters=self._counters,
                                        hooks=hooks)
+        if breaker is not None and not isinstance(breaker, BreakerPolicy):
+            raise UsageError(f"breaker must be a BreakerPolicy or None, got {breaker!r}")
+        backoff = probe_backoff(breaker.probe_wait, breaker.growth, breaker.max_probe_wait,
+                                breaker.jitter) if breaker is not None else _no_backoff
+        # The optional hook, looked up once: implementations of the three-method Hooks
+        # protocol written before it existed keep working.
+        self._on_breaker: Final[Callable[[str, float], None] | None] = getattr(
+            hooks, "on_breaker", None)
+        self._breaker: Final = Breaker(breaker, backoff, on_change=self._breaker_changed)
         self._closed = False
 
     @property
@@ -207,9 +228,23 @@ class SippetClient:
 
     @property
     def counters(self) -> Counters:
-        """Live counts of requests, retries by cause, 429s, pauses, budget refusals and
-        unknown outcomes."""
+        """Live counts of requests, retries by cause, 429s, pauses, budget refusals,
+        unknown outcomes and the breaker's state."""
         return self._counters
+
+    async def wait_reachable(self, patience: float) -> bool:
+        """Wait until a request may go out: at once while the server answers; during an
+        outage, until the breaker lets the next probe through (or a probe got an answer).
+
+        Returns False, without waiting further, once the server has been unreachable for
+        ``patience`` seconds (counted from when the breaker opened, not from this call).
+        With ``breaker=None`` it always returns True at once.
+
+        Example:
+            if not await client.wait_reachable(patience=60.0):
+                raise SystemExit("Sippet has been unreachable for a minute")
+        """
+        return await self._breaker.wait_ready(patience)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -393,6 +428,7 @@ class SippetClient:
         idempotent: bool | None = None,
         report_unsent: bool = True,
         redrive: bool = True,
+        redrive_wait: float = _bulk.DEFAULT_REDRIVE_WAIT,
     ) -> _bulk.BulkJob[T]:
         """Run ``action`` once per item; iterate the job for exactly one ``Outcome`` per item.
 
@@ -415,6 +451,9 @@ class SippetClient:
                 False leaves it unread (for an endless source such as a queue).
             redrive: give items whose retries ran out (429, 5xx, connection failures that
                 provably did not execute) one more pass near the end of the job.
+            redrive_wait: while the server is unreachable, the redrive waits for it to
+                answer again, until it has been unreachable this many seconds; then its
+                items are ``failed`` with ``ServerUnreachableError``.
 
         Example:
             async with client.bulk("create_contact", rows, fields=["id"],
@@ -427,6 +466,7 @@ class SippetClient:
             concurrency=concurrency, ordered=ordered, window=window, journal=journal,
             report_unsent=report_unsent,
             reconcile=reconcile, idempotent=idempotent, redrive=redrive,
+            redrive_wait=redrive_wait,
         )
 
     # -- the pipeline -----------------------------------------------------------------
@@ -481,11 +521,14 @@ class SippetClient:
         a failed attempt). A failed ``first`` attempt continues in the retrier."""
         limits = self._limits
         slots = limits.slots
+        breaker = self._breaker
         try:
+            if not breaker.clear:  # trouble: wait for the scout, fail fast, or be the test
+                await self._admit(call)
             # A slot from the gate check to the reply: at most max_concurrency in flight,
             # and none queued for a connection past a pause that has begun since.
             if not slots.take():
-                await slots.wait()
+                await self._queue(call)
             try:
                 if limits.gated():
                     await limits.admit(call.action)  # the shared pause, then a rate token
@@ -493,18 +536,89 @@ class SippetClient:
                 response = await self._transport.send(request)
             finally:
                 slots.release()
+            if not breaker.clear:
+                breaker.answered(call.probe)  # any status: something answered
+                call.probe = 0
             call.received(response.status)
             limits.observe(call.action, call.attempt, response)  # Retry-After, hints
             result = decode(call.action, response, type)
         except SippetError as exc:
+            if call.in_flight or call.probe:
+                self._report_failure(call, exc)
             if not first:
                 raise  # a retry: the retrier decides what comes next
             return await self._retrier.recover(
                 functools.partial(self._attempt, request, decode, type, first=False),
                 call, exc)
+        except BaseException:  # cancelled (a deadline, the caller): the test gives way
+            if call.probe:
+                breaker.dropped(call.probe)
+                call.probe = 0
+            raise
         if first:
             self._retrier.budget.refill()  # retries refill in the retrier
         return result
+
+    async def _admit(self, call: CallState) -> None:
+        """Through the breaker: go, go as its scout or probe, wait for the scout's verdict,
+        or fail fast unsent while it is open."""
+        breaker = self._breaker
+        while True:
+            admission = breaker.admit()
+            if admission is Admission.GO:
+                return
+            if admission is Admission.TEST:
+                call.probe = breaker.turn
+                if breaker.state is State.PROBING:
+                    self._counters.probes += 1
+                return
+            if admission is Admission.REFUSE:
+                break
+            await breaker.changed()  # a scout is out: at most its attempt's timeout
+        self._counters.short_circuited += 1
+        wait = max(0.0, breaker.probe_at - asyncio.get_running_loop().time())
+        error = ServerUnreachableError(
+            f"{call.action}: not sent: {self._config.base_url} has been unreachable for "
+            f"{breaker.unreachable_for():.1f}s; "
+            + (f"next probe in {wait:.2f}s" if breaker.state is State.OPEN
+               else "a probe is in flight"))
+        error.__cause__ = breaker.last_failure
+        raise error
+
+    async def _queue(self, call: CallState) -> None:
+        """Wait for a concurrency slot. If the breaker left "closed" meanwhile, ask it again
+        before going: attempts queued behind a full client must not storm a server that
+        stopped answering while they waited."""
+        slots = self._limits.slots
+        breaker = self._breaker
+        while True:
+            await slots.wait()
+            if breaker.clear or call.probe:
+                return
+            slots.release()  # no slot is held while waiting for the breaker
+            await self._admit(call)
+            if slots.take():
+                return
+
+    def _report_failure(self, call: CallState, exc: SippetError) -> None:
+        """Tell the breaker how a sent attempt (or its scout or probe) failed."""
+        breaker = self._breaker
+        turn, call.probe = call.probe, 0
+        if not call.in_flight:  # the test never left (a pause longer than the cap)
+            breaker.dropped(turn)
+        elif not isinstance(exc, TransportError):
+            breaker.answered(turn)  # raised on a reply, e.g. one too large to read
+        elif turn or is_unanswered(exc):  # (a TLS failure of a test: not an answer either)
+            breaker.unanswered(exc, turn=turn)
+
+    def _breaker_changed(self, before: State, after: State, wait: float) -> None:
+        counters = self._counters
+        counters.breaker = after.value
+        if after is State.OPEN and before is not State.PROBING:
+            counters.breaker_openings += 1
+        hook = self._on_breaker
+        if hook is not None:
+            hook(after.value, wait)
 
     def _resend_safe(self, action: str, idempotent: bool | None, key: str | None) -> bool:
         """Whether this call may be sent again after an ambiguous failure (§12.4, §12.5)."""
@@ -536,6 +650,10 @@ def _check_borrowed(cfg: ClientConfig, session: aiohttp.ClientSession | None,
                          f"the {owner} itself")
     if session is not None and transport is not None:
         raise UsageError("pass session= or transport=, not both")
+
+
+def _no_backoff(probe: int) -> float:
+    return 0.0  # breaker=None: the breaker never opens
 
 
 def _decode_validate(action: str, response: protocol.HttpResponse, _type: Any) -> ValidationResult:

@@ -6,7 +6,8 @@ SippetError
 ├── ClientClosedError              the client was used after aclose()
 ├── TransportError                 connection failed / reset / timed out
 │   ├── TransportTimeoutError      also a builtin TimeoutError
-│   └── TLSVerificationError       the server's certificate was refused (never retried)
+│   ├── TLSVerificationError       the server's certificate was refused (never retried)
+│   └── ServerUnreachableError     not sent: the breaker holds requests back during an outage
 ├── ProtocolError                  a reply that is not a valid envelope
 │   └── ResponseTooLargeError      the reply exceeded the client's size cap
 ├── AuthenticationError            HTTP 401/403, authentication_failed / invalid_token
@@ -46,6 +47,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RpcError",
     "ServerError",
+    "ServerUnreachableError",
     "SippetError",
     "TLSVerificationError",
     "TransportError",
@@ -90,6 +92,18 @@ class TLSVerificationError(TransportError):
 
     Permanent until the configuration changes, so never retried; nothing was sent
     (``sent`` is False). Trust a private CA with ``SippetClient(ssl=...)``.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
+
+
+class ServerUnreachableError(TransportError):
+    """Not sent: attempts got no answer (refused, reset, timed out), so the client's
+    breaker lets only one probe at a time through until it answers again.
+
+    ``sent`` is always ``False``; the call is retried by its policy like a refused
+    connection. ``__cause__`` is the last failure that kept the breaker open, if any.
     """
 
     def __init__(self, message: str) -> None:

@@ -16,6 +16,13 @@ __all__ = ["Counters", "Hooks"]
 class Hooks(Protocol):
     """Callbacks for metrics and tracing; implement the three methods (no-ops are fine).
 
+    One more method is optional, called only when the hooks object has it:
+    ``on_breaker(state: str, wait: float) -> None``, on every change of the client's
+    breaker: ``"suspect"`` (an attempt got no answer; the next one goes alone as a scout),
+    ``"scouting"`` (the scout is out; other attempts wait for it), ``"open"`` (the server
+    looks unreachable; the next probe may go in ``wait`` seconds), ``"probing"`` (a probe
+    is out) or ``"closed"`` (something answered).
+
     Example:
         class Metrics:
             def on_request(self, action: str, attempt: int) -> None: sent.inc()
@@ -47,6 +54,12 @@ class Counters:
             ``RateLimit-Remaining`` (one shared pause, however many tasks waited).
         budget_refusals: retries not sent because the client-wide retry budget was empty.
         unknown_outcomes: writes that failed ambiguously (``OutcomeUnknownError``).
+        breaker: the breaker's state now: ``"closed"``, ``"suspect"``, ``"scouting"``,
+            ``"open"`` or ``"probing"`` (see ``Hooks``).
+        breaker_openings: times connection failures opened the breaker (an outage began).
+        probes: attempts sent as the breaker's probe (each counted in ``requests`` too).
+        short_circuited: attempts not sent because the breaker was open
+            (``ServerUnreachableError``).
     """
 
     requests: int = 0
@@ -55,6 +68,10 @@ class Counters:
     pauses: int = 0
     budget_refusals: int = 0
     unknown_outcomes: int = 0
+    breaker: str = "closed"
+    breaker_openings: int = 0
+    probes: int = 0
+    short_circuited: int = 0
 
     @property
     def total_retries(self) -> int:

@@ -22,7 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, NoReturn, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential,
+    wait_random_exponential,
+)
 
 from sippet_async._errors import (
     OutcomeUnknownError,
@@ -45,6 +51,7 @@ __all__ = [
     "cause_of",
     "check_seconds",
     "not_executed",
+    "probe_backoff",
 ]
 
 R = TypeVar("R")
@@ -127,6 +134,23 @@ class RetryPolicy:
         return ceiling * (1.0 - self.jitter * draw)
 
 
+def probe_backoff(first: float, growth: float, cap: float, jitter: float
+                  ) -> Callable[[int], float]:
+    """The breaker's wait before probe ``n`` (from 1): ``first * growth**(n-1)``, capped at
+    ``cap``, of which the fraction ``jitter`` is drawn uniformly (tenacity's strategies:
+    a fixed exponential part plus a random exponential part)."""
+    wait = wait_exponential(multiplier=first * (1 - jitter), exp_base=growth,
+                            max=cap * (1 - jitter)) \
+        + wait_random_exponential(multiplier=first * jitter, exp_base=growth, max=cap * jitter)
+    state = RetryCallState(AsyncRetrying(), None, (), {})  # only attempt_number is read
+
+    def backoff(probe: int) -> float:
+        state.attempt_number = probe
+        return float(wait(state))
+
+    return backoff
+
+
 def check_seconds(name: str, value: float | None) -> float | None:
     """A validated duration in seconds: positive, or None / infinity for "no limit"."""
     if value is None:
@@ -198,6 +222,8 @@ class CallState:
     attempt: int = 1
     in_flight: bool = False  # between sent() and the reply: the request may execute
     maybe_executed: bool = False  # an earlier attempt failed ambiguously
+    probe: int = 0  # this attempt is the breaker's scout or probe of this turn (0: not)
+    retry_cause: str = "unknown"  # why this attempt is a retry (attempt > 1)
     deadline: float | None = None  # seconds for the whole call
     deadline_at: float | None = None  # the same, on the loop's clock
     stopped_by: str | None = None
@@ -214,6 +240,8 @@ class CallState:
         """The attempt is being handed to the transport."""
         self.in_flight = True
         self._counters.requests += 1
+        if self.attempt > 1:  # a retry the breaker or the pause gate held back is not one
+            self._counters.count_retry(self.retry_cause)
         if self._hooks is not None:
             self._started = time.perf_counter()
             self._hooks.on_request(self.action, self.attempt)
@@ -396,7 +424,7 @@ class Retrier:
         cause = cause_of(exc) if exc is not None else None
         label = cause or "unknown"
         wait = state.upcoming_sleep
-        self._counters.count_retry(label)
+        call.retry_cause = label  # counted once the retry is sent (see CallState.sent)
         log.info("%s: attempt %d failed (%s); retrying in %.3fs", call.action,
                  state.attempt_number, label, wait)
         if self._hooks is not None:

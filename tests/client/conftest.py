@@ -16,6 +16,7 @@ from _client_tls import private_ca
 from sippet_async import (
     ActionNotFoundError,
     AuthenticationError,
+    BreakerPolicy,
     ClientClosedError,
     ForbiddenError,
     InvalidInputError,
@@ -26,6 +27,7 @@ from sippet_async import (
     ResponseTooLargeError,
     RpcError,
     ServerError,
+    ServerUnreachableError,
     SippetClient,
     SippetError,
     Timeouts,
@@ -255,6 +257,16 @@ def _tells_how_to_trust_a_ca(exc: BaseException, ctx: Ctx) -> None:
     assert "ssl=" in str(exc)
 
 
+async def _breaker_open(ctx: Ctx) -> object:
+    # One refusal opens this breaker, and its first probe is a minute away.
+    breaker = BreakerPolicy(threshold=1, probe_wait=60.0, max_probe_wait=60.0)
+    async with ctx.client(base_url=f"http://127.0.0.1:{ctx.port}", breaker=breaker) as client:
+        with pytest.raises(TransportError) as refused:
+            await client.run("list_contacts", fields=["id"])
+        assert type(refused.value) is TransportError
+        return await client.run("list_contacts", fields=["id"])
+
+
 def _self_referencing() -> dict[str, Any]:
     value: dict[str, Any] = {}
     value["self"] = value
@@ -349,6 +361,8 @@ SCENARIOS: Final[tuple[ErrorScenario, ...]] = (
                   attrs(sent=True)),
     ErrorScenario("tls-unknown-ca", TLSVerificationError, _untrusted_ca,
                   _tells_how_to_trust_a_ca),
+    ErrorScenario("breaker-open-not-sent", ServerUnreachableError, _breaker_open,
+                  checks(attrs(sent=False), cause(TransportError))),
     # -- writes that failed ambiguously are not re-sent (§12.5) --
     ErrorScenario("write-500-outcome-unknown", OutcomeUnknownError,
                   scripted(Reply(status=500, body=HTML), "create_contact", input={}),
