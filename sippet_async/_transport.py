@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import ssl
+import time
 from collections import ChainMap
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
@@ -36,6 +38,13 @@ USER_AGENT: Final = f"sippet_async/{__version__}"
 _CHUNK: Final = 64 * 1024
 _CONTENT_ENCODING: Final = aiohttp.hdrs.CONTENT_ENCODING
 _MAX_URLS: Final = 16
+
+# A gap between two sends longer than this may hide a stall of the event loop, during
+# which the server may have closed pooled connections unseen (see AiohttpTransport.send).
+# asyncio's debug mode calls a callback this slow a stall (slow_callback_duration). The
+# check costs a clock read per request; the yield it triggers is paid at most once per
+# STALL_GAP of quiet, so never by a client that is busy sending.
+STALL_GAP: Final = 0.1
 
 # aiohttp's reply headers: a reply's rate-limit hints are then looked up, not scanned for.
 case_insensitive_headers(multidict.CIMultiDictProxy)
@@ -248,6 +257,7 @@ class AiohttpTransport:
         self._owned = session is None
         self._defaults = headers if headers is not None and self._owned else None
         self._urls: dict[str, yarl.URL] = {}
+        self._last_send = -math.inf  # time.monotonic() of the last send that went ahead
         self._ssl = ssl
         self._proxy = proxy
         # The header rather than aiohttp's proxy_auth=, which aiohttp 3.14 deprecates (and
@@ -294,6 +304,11 @@ class AiohttpTransport:
         return parsed
 
     async def send(self, request: HttpRequest) -> HttpResponse:
+        now = time.monotonic()  # not loop.time(): a stall is real time, whatever the loop
+        if now - self._last_send > STALL_GAP:
+            await self._see_closed_connections()
+            now = time.monotonic()
+        self._last_send = now
         session = self._session or self._open()
         headers = request.headers
         if headers is self._defaults:
@@ -355,6 +370,25 @@ class AiohttpTransport:
             raise translate(exc, request) from exc
         finally:
             self._timer.disarm(armed)
+
+    @staticmethod
+    async def _see_closed_connections() -> None:
+        """Let the loop read every close that arrived while it was stalled (§12.5).
+
+        A pooled connection can be closed by the server yet still look alive only if the
+        loop has not polled its selector since the close arrived: the loop was stalled.
+        The poll queues the transport's read callback, which reads the EOF and closes the
+        transport; the pool then drops it (aiohttp checks ``is_closing()`` when it takes a
+        connection) instead of writing on it. From Python 3.12 aiohttp writes in the same
+        step that takes the connection, so without this the bytes leave and the outcome is
+        unknown. Two yields: a task that yields in the very step that ended the stall
+        resumes before the callbacks of the next poll; the second yield runs after them.
+        Every task that sends in the same step after a stall yields too: the caller
+        records the send time only after this returns. (This is the ordering of asyncio's
+        selector loop, which runs a step's ready callbacks before polling again.)
+        """
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
 
     def _resend(self, request: HttpRequest,
                 extra: Mapping[str, str] | None) -> Awaitable[aiohttp.ClientResponse]:

@@ -1,19 +1,22 @@
 """Write safety at the transport seam: a request that provably never left is sent again.
 
 A server closes idle keep-alive connections; when the client's loop is busy past that
-moment, its pool still holds the dead connections and aiohttp refuses to write on them.
-Such a write never left, so it must be sent once more on a new connection instead of
-ending "outcome unknown" (docs/protocol.md §12.5). A write that did leave stays unknown.
+moment, its pool still holds the dead connections. After such a stall the transport lets
+the loop read the closes before it takes a connection, so no write goes out on one. Behind
+that, a write aiohttp refused on a closing connection never left, so it is sent once more
+on a new connection instead of ending "outcome unknown" (docs/protocol.md §12.5). A write
+that did leave stays unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -25,14 +28,19 @@ from sippet_async.testing import FakeSippet, RecordedRequest, Reply
 POOL = 32
 IDLE_TIMEOUT = 0.2  # seconds the server keeps an idle connection
 
-# From Python 3.12 aiohttp writes the request eagerly, in the same step that takes the
-# connection from the pool, before the loop has read the server's close: the bytes leave,
-# so the failure is ambiguous and stays unknown (see the retries guide). Strict: if a
-# later aiohttp notices the close first, these start passing and the marker must go.
-AMBIGUOUS_FROM_312 = pytest.mark.xfail(
-    sys.version_info >= (3, 12), strict=True,
+# Without the stall check, aiohttp refuses the write on a closing connection before 3.12;
+# from 3.12 it writes eagerly, before the loop has read the server's close, and the bytes
+# leave: there is no refused write to re-send (the outcome is unknown, as it must be).
+REFUSES_WRITES = pytest.mark.skipif(
+    sys.version_info >= (3, 12),
     reason="aiohttp writes eagerly on Python >= 3.12, before the loop sees the close",
 )
+
+
+@pytest.fixture
+def no_stall_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn off the transport's stall check, to reach the re-send that backs it up."""
+    monkeypatch.setattr("sippet_async._transport.STALL_GAP", math.inf)
 
 
 class ServerThread:
@@ -97,46 +105,102 @@ def creates(requests: list[RecordedRequest]) -> list[str]:
             if r.action == "create_contact" and r.executed]
 
 
-@AMBIGUOUS_FROM_312
-async def test_writes_on_stale_pooled_connections_are_sent_again_exactly_once(
+def create(client: SippetClient, name: str) -> Awaitable[Any]:
+    return client.run("create_contact", input={"fullName": name, "phoneE164": "+15555550100"},
+                      fields=["id"])
+
+
+def resent(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "before the request was written" in r.getMessage()]
+
+
+async def test_writes_after_a_stall_never_meet_a_connection_the_server_closed(
     idle_closing_server: FakeSippet, api_key: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """32 writes on 32 pooled connections the server closed: 0 unknown, each executed once."""
+    """32 writes after the server closed all 32 pooled connections during a stall: the
+    stall check lets the pool see the closes first, so no write needs re-sending, none is
+    unknown, and each executes once."""
     server = idle_closing_server
     caplog.set_level(logging.INFO, logger="sippet_async")
     async with SippetClient(api_key, base_url=server.url, max_concurrency=POOL,
                             retry=RetryPolicy(attempts=1)) as client:
         await fill_pool(client, server)
         names = [f"Stale {i}" for i in range(POOL)]
-        results = await asyncio.gather(
-            *(client.run("create_contact", input={"fullName": name, "phoneE164": "+15555550100"},
-                         fields=["id"]) for name in names),
-            return_exceptions=True,
-        )
+        results = await asyncio.gather(*(create(client, name) for name in names),
+                                       return_exceptions=True)
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert client.counters.unknown_outcomes == 0
     assert sorted(creates(server.requests)) == sorted(names)  # each exactly once
-    resent = [r for r in caplog.records if "before the request was written" in r.getMessage()]
-    assert resent, "the scenario did not meet a stale pooled connection"
+    assert resent(caplog) == []  # no write met a closing connection
 
 
-@AMBIGUOUS_FROM_312
-async def test_a_borrowed_session_reports_a_stale_write_as_not_sent(
+async def test_a_write_in_the_step_that_ended_the_stall_never_meets_a_closed_connection(
+    idle_closing_server: FakeSippet, api_key: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The coroutine that stalled the loop sends at once, in the same step: it too waits
+    for the loop to read the closes before taking a connection."""
+    server = idle_closing_server
+    caplog.set_level(logging.INFO, logger="sippet_async")
+    async with SippetClient(api_key, base_url=server.url, max_concurrency=POOL,
+                            retry=RetryPolicy(attempts=1)) as client:
+        await fill_pool(client, server)
+        await create(client, "Right after")
+        assert client.counters.unknown_outcomes == 0
+    assert creates(server.requests) == ["Right after"]
+    assert resent(caplog) == []
+
+
+async def test_a_borrowed_session_also_gets_the_stall_check(
     idle_closing_server: FakeSippet, api_key: str,
 ) -> None:
-    """Without a session of its own the client does not re-send, but nor does it call the
-    write unknown: the failure is a TransportError with sent=False (the policy may retry)."""
+    """The check runs before the session is used: a borrowed pool sheds its closed
+    connections too, and every write after the stall succeeds."""
     server = idle_closing_server
     async with (aiohttp.ClientSession() as session,
                 SippetClient(api_key, base_url=server.url, session=session,
                              max_concurrency=POOL, retry=RetryPolicy(attempts=1)) as client):
         await fill_pool(client, server)
-        results = await asyncio.gather(
-            *(client.run("create_contact", input={"fullName": f"B {i}",
-                                                  "phoneE164": "+15555550100"})
-              for i in range(POOL)),
-            return_exceptions=True,
-        )
+        results = await asyncio.gather(*(create(client, f"B {i}") for i in range(POOL)),
+                                       return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+    assert len(creates(server.requests)) == POOL
+
+
+@REFUSES_WRITES
+@pytest.mark.usefixtures("no_stall_check")
+async def test_writes_refused_on_closing_connections_are_sent_again_exactly_once(
+    idle_closing_server: FakeSippet, api_key: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Behind the stall check (a stall shorter than STALL_GAP): writes aiohttp refused on
+    closing pooled connections are re-sent once on new ones; 0 unknown, each executed once."""
+    server = idle_closing_server
+    caplog.set_level(logging.INFO, logger="sippet_async")
+    async with SippetClient(api_key, base_url=server.url, max_concurrency=POOL,
+                            retry=RetryPolicy(attempts=1)) as client:
+        await fill_pool(client, server)
+        names = [f"Stale {i}" for i in range(POOL)]
+        results = await asyncio.gather(*(create(client, name) for name in names),
+                                       return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert client.counters.unknown_outcomes == 0
+    assert sorted(creates(server.requests)) == sorted(names)  # each exactly once
+    assert resent(caplog), "the scenario did not meet a stale pooled connection"
+
+
+@REFUSES_WRITES
+@pytest.mark.usefixtures("no_stall_check")
+async def test_a_borrowed_session_reports_a_refused_write_as_not_sent(
+    idle_closing_server: FakeSippet, api_key: str,
+) -> None:
+    """Without a session of its own the client does not re-send a refused write, but nor
+    does it call it unknown: the failure is a TransportError with sent=False."""
+    server = idle_closing_server
+    async with (aiohttp.ClientSession() as session,
+                SippetClient(api_key, base_url=server.url, session=session,
+                             max_concurrency=POOL, retry=RetryPolicy(attempts=1)) as client):
+        await fill_pool(client, server)
+        results = await asyncio.gather(*(create(client, f"B {i}") for i in range(POOL)),
+                                       return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         assert failures, "the scenario did not meet a stale pooled connection"
         assert all(isinstance(f, TransportError) and f.sent is False for f in failures)
