@@ -14,7 +14,7 @@ input size. Workers call the client's public ``run``; the request engine below h
 retried whatever was safe, so what reaches the bulk engine is final except for two cases
 it cannot decide alone:
 
-* ``OutcomeUnknownError`` — a write that may have executed (PROTOCOL.md §12.5). With
+* ``OutcomeUnknownError`` — a write that may have executed (docs/protocol.md §12.5). With
   ``reconcile`` the worker looks the record up and re-sends only if it is absent; without
   it the item is reported ``unknown`` and never re-sent.
 * ``RateLimitError`` / ``ServerError`` / ``TransportError`` — retries exhausted on a failure
@@ -312,7 +312,7 @@ class BulkJob(Generic[T]):
         self._report_unsent = report_unsent
         self._redrive_wait = redrive_wait
         # An item left in doubt by an earlier run may simply be sent again when sending
-        # twice is harmless (PROTOCOL.md §12.5).
+        # twice is harmless (docs/protocol.md §12.5).
         self._resend_in_doubt = idempotent is True or is_read_action(action)
 
         self._report = BulkReport(client.counters)

@@ -35,7 +35,7 @@ def _json_arg(text: str) -> Any:
 
 
 def _fields_arg(text: str) -> list[Any]:
-    """``a,b`` or a JSON array (for nested selections, PROTOCOL.md §3.2)."""
+    """``a,b`` or a JSON array (for nested selections, docs/protocol.md §3.2)."""
     if text.lstrip().startswith("["):
         value = _json_arg(text)
         if not isinstance(value, list):  # pragma: no cover - '[' guarantees a list or error
@@ -226,7 +226,7 @@ _DASH_VALUE_OPTIONS: Final = frozenset({"--sort"})
 
 def _glue_dash_values(argv: Sequence[str]) -> list[str]:
     """``--sort -insertedAt`` -> ``--sort=-insertedAt``: a descending sort starts with '-'
-    (PROTOCOL.md §3.4), which argparse would otherwise read as an option."""
+    (docs/protocol.md §3.4), which argparse would otherwise read as an option."""
     out: list[str] = []
     items = iter(argv)
     for arg in items:

@@ -71,7 +71,7 @@ log.addHandler(logging.NullHandler())
 
 
 class RequestKeys(TypedDict, total=False):
-    """The request keys of PROTOCOL.md §3.1, snake_cased; sent camelCased, only if given."""
+    """The request keys of docs/protocol.md §3.1, snake_cased; sent camelCased, only if given."""
 
     input: Mapping[str, Any]
     identity: Any
@@ -291,7 +291,7 @@ class SippetClient:
     ) -> T | Any:
         """Run ``action`` and return the envelope's ``data``.
 
-        Keys are those of PROTOCOL.md §3 in snake_case: ``input``, ``identity``,
+        Keys are those of docs/protocol.md §3 in snake_case: ``input``, ``identity``,
         ``fields``, ``filter``, ``sort``, ``page``, ``metadata_fields``, ``get_by``,
         ``tenant``. Only the keys given are sent. With ``type``, ``data`` is decoded
         straight into it (a msgspec Struct, ``list[Contact]``, ...).
@@ -337,7 +337,7 @@ class SippetClient:
         **keys: Unpack[RequestKeys],
     ) -> RunResult[T]:
         """Like ``run`` but returns ``RunResult(data, metadata)``: mutations may put
-        metadata beside ``data`` (PROTOCOL.md §3.6)."""
+        metadata beside ``data`` (docs/protocol.md §3.6)."""
         return await self._run_call(action, type, idempotent, idempotency_key, deadline, keys)
 
     async def validate(
@@ -384,7 +384,7 @@ class SippetClient:
         resume: ResumeToken | str | None = None,
     ) -> RecordIterator[Any]:
         """Iterate every record of a list action, following offset pages, keyset pages or
-        a plain array, whichever each reply is (PROTOCOL.md §5).
+        a plain array, whichever each reply is (docs/protocol.md §5).
 
         Returns a ``RecordIterator``: ``async for`` yields records, ``.pages()`` yields
         ``Page`` objects, ``.resume_token`` is where the walk stands. The next page is

@@ -21,7 +21,7 @@ __all__ = [
     "check_token",
 ]
 
-DEFAULT_BASE_URL: Final = "https://api.sippet.ai"  # PROTOCOL.md §1.1
+DEFAULT_BASE_URL: Final = "https://api.sippet.ai"  # docs/protocol.md §1.1
 ENV_API_KEY: Final = "SIPPET_SECRET_KEY"
 ENV_BASE_URL: Final = "SIPPET_BASE_URL"
 

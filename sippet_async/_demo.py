@@ -34,7 +34,7 @@ from sippet_async.testing import FakeSippet, Faults
 __all__ = ["run_demo"]
 
 RATE: Final = 1000  # requests per second: the server's rolling-window limit and the client's
-# About 3% of requests go wrong, in every way PROTOCOL.md §12.5 distinguishes. 429s and
+# About 3% of requests go wrong, in every way docs/protocol.md §12.5 distinguishes. 429s and
 # 503s are the rarest: each one pauses the whole client for its Retry-After and lowers
 # its rate (as it should), so a client that keeps to the limit rarely meets them.
 FAULTS: Final = Faults(p_500=0.01, p_503=0.001, p_429=0.001, p_reset_before=0.01,

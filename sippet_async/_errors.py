@@ -18,7 +18,7 @@ SippetError
     ├── NotFoundError              not_found
     ├── ForbiddenError             forbidden, forbidden_field
     ├── ActionNotFoundError        action_not_found
-    └── InvalidInputError          validation and request-shape errors (PROTOCOL.md §6.4)
+    └── InvalidInputError          validation and request-shape errors (docs/protocol.md §6.4)
 ```
 
 No aiohttp or msgspec exception ever reaches a caller: the transport and the protocol
@@ -201,7 +201,7 @@ def _summary(action: str, errors: Sequence[ErrorItem]) -> str:
     return f"{action}: {label}: {first.render()}{where}{more}"
 
 
-# PROTOCOL.md §6.4: which error item types select which subclass.
+# docs/protocol.md §6.4: which error item types select which subclass.
 _NOT_FOUND: Final = frozenset({"not_found"})
 _FORBIDDEN: Final = frozenset({"forbidden", "forbidden_field", "load_not_allowed", "load_denied"})
 _ACTION_NOT_FOUND: Final = frozenset({"action_not_found"})
@@ -221,7 +221,7 @@ _INVALID_INPUT: Final = frozenset({
 
 def rpc_error_for(action: str, errors: Sequence[ErrorItem]) -> SippetError:
     """Pick the exception for a ``success: false`` envelope, by its first typed item."""
-    # An item may lack ``type``; only then does a ``code`` name it (PROTOCOL.md §6.3, §12.3).
+    # An item may lack ``type``; only then does a ``code`` name it (docs/protocol.md §6.3, §12.3).
     kind = next((e.type for e in errors if e.type), None) or next(
         (e.code for e in errors if e.code), None
     )

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # Fewer, larger pages for bulk reads; a server with a lower max page size clamps it and
-# the walk follows (PROTOCOL.md §5.1).
+# the walk follows (docs/protocol.md §5.1).
 DEFAULT_EXPORT_PAGE_SIZE: Final = 500
 STATE_SUFFIX: Final = ".resume.json"
 _STATE_VERSION: Final = 1

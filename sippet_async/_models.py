@@ -1,6 +1,6 @@
 """msgspec Structs for the wire shapes of replies: the envelope, error items, pages.
 
-Incoming shapes ignore unknown keys and default whatever may be missing (PROTOCOL.md §12.3:
+Incoming shapes ignore unknown keys and default whatever may be missing (docs/protocol.md §12.3:
 be liberal). The outgoing payload is a plain dict built by ``_protocol.encode_payload``.
 """
 
@@ -30,7 +30,7 @@ def _camel(name: str) -> str:
 
 
 class ErrorItem(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """One item of an envelope's ``errors`` (PROTOCOL.md §6.2, §6.3); every key may be absent.
+    """One item of an envelope's ``errors`` (docs/protocol.md §6.2, §6.3); every key may be absent.
 
     ``render()`` gives the message with its ``%{placeholders}`` filled from ``vars``.
     """

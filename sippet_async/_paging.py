@@ -1,4 +1,4 @@
-"""The page-walking rules of PROTOCOL.md §5, with no I/O: a sans-I/O state machine.
+"""The page-walking rules of docs/protocol.md §5, with no I/O: a sans-I/O state machine.
 
 ``Walk`` says which page request may be sent next and turns each reply into the records
 to yield; the async iterator in ``_pagination`` only moves bytes and tasks around it. Like

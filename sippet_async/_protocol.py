@@ -2,7 +2,7 @@
 
 Everything here is pure and synchronous. It imports neither aiohttp nor asyncio (a test
 pins that), so the client, the paginator, the bulk engine and the tests share one reading
-of PROTOCOL.md.
+of docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-RUN_PATH: Final = "/rpc/public/run"  # PROTOCOL.md §1.1
+RUN_PATH: Final = "/rpc/public/run"  # docs/protocol.md §1.1
 VALIDATE_PATH: Final = "/rpc/public/validate"
 API_KEY_HEADER: Final = "x-api-key"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"  # §12.4

@@ -1,4 +1,4 @@
-"""Typed records for the resources of PROTOCOL.md §12.6: ``Contact`` and ``Call``.
+"""Typed records for the resources of docs/protocol.md §12.6: ``Contact`` and ``Call``.
 
 Attributes are snake_case in Python and camelCase on the wire (§8). A field that was not
 selected in ``fields`` is simply absent: it stays ``msgspec.UNSET`` and is omitted again

@@ -4,7 +4,7 @@ The only module that imports tenacity. The first attempt of every call is awaite
 tenacity's ``AsyncRetrying`` is entered only once an attempt has failed with something
 worth retrying, so a call that succeeds pays nothing for it.
 
-The predicate (PROTOCOL.md §12.5): a transient failure is retried when the action may be
+The predicate (docs/protocol.md §12.5): a transient failure is retried when the action may be
 sent again. Reads always may; a write only when the failed attempt provably did not
 execute (nothing was sent, a 429, a 503 with ``Retry-After``), or when the caller says it
 is safe (``idempotent=True``, or an idempotency key the server honours). A write that

@@ -2,7 +2,7 @@
 
 It takes call requests from an ``asyncio.Queue`` or any async iterable and runs each through
 the bulk engine (``client.bulk``), so it shares the client's rate limit, concurrency cap
-and write-safety rules (PROTOCOL.md §12.5): a call whose outcome is unknown is reported
+and write-safety rules (docs/protocol.md §12.5): a call whose outcome is unknown is reported
 ``unknown`` and never placed again unless ``reconcile`` says it was not placed. Every
 request taken gets exactly one outcome, handed to ``on_outcome``.
 

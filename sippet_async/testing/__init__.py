@@ -1,4 +1,4 @@
-"""A fake Sippet RPC server for tests and demos, speaking PROTOCOL.md over real HTTP.
+"""A fake Sippet RPC server for tests and demos, speaking docs/protocol.md over real HTTP.
 
 Example:
     >>> async with FakeSippet("sk_test_1", seed_contacts=10) as server:
@@ -18,7 +18,7 @@ Where each rule lives:
 * ``_server``  — :class:`FakeSippet`: HTTP, auth, recording, scripts, idempotency;
 * ``_serve``   — :func:`run_forever` / :func:`serve` for the CLI.
 
-Choices the fake makes where PROTOCOL.md leaves room:
+Choices the fake makes where docs/protocol.md leaves room:
 
 * lists sort by ``insertedAt`` ascending unless told otherwise; ``id`` always breaks ties;
 * ``list_contacts`` defaults to keyset pages (limit 100); ``list_calls`` is unpaginated and

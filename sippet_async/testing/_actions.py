@@ -1,4 +1,4 @@
-"""The RPC actions of the fake server and the request pipeline (PROTOCOL.md §3, §4, §7, §12.6).
+"""The RPC actions of the fake server and the request pipeline (docs/protocol.md §3, §4, §7, §12.6).
 
 :func:`handle` turns one decoded request body into one envelope. It is synchronous: the
 whole action runs between two awaits, so concurrent requests never see half a write.

@@ -1,4 +1,4 @@
-"""Wire error objects of the fake server, exactly as PROTOCOL.md §6.2 and §6.3 shape them.
+"""Wire error objects of the fake server, exactly as docs/protocol.md §6.2 and §6.3 shape them.
 
 Every builder returns a plain dict with camelCase keys. Messages keep their snake_case
 ``%{placeholders}`` uninterpolated; ``vars`` carries the values under camelCase keys.

@@ -1,6 +1,6 @@
 """Fault scripts of the fake server: random failures, latency and a rolling-window rate limit.
 
-Faults stand for the layers in front of Sippet's RPC controller (PROTOCOL.md §12.1), so they
+Faults stand for the layers in front of Sippet's RPC controller (docs/protocol.md §12.1), so they
 apply only to the two RPC paths and answer with non-200 statuses and non-envelope bodies.
 """
 

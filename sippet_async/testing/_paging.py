@@ -1,4 +1,4 @@
-"""Pagination rules (PROTOCOL.md §5): page options, offset and keyset pages, cursors.
+"""Pagination rules (docs/protocol.md §5): page options, offset and keyset pages, cursors.
 
 The fake's list actions behave like an Ash action with ``pagination required? true,
 default_limit 100, offset? true, keyset? true`` and ``default_page_type :keyset``: with no

@@ -1,4 +1,5 @@
-"""Field selection, filter and sort rules (PROTOCOL.md §3.2 to §3.4), as pure functions over dicts.
+"""Field selection, filter and sort rules (docs/protocol.md §3.2 to §3.4), as pure functions
+over dicts.
 
 Errors the protocol maps (``unknown_field`` …) raise :class:`RpcFailure` with that object;
 filter and sort problems are unmapped Ash errors and raise the ``internal_error`` form (§3.3).

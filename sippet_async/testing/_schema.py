@@ -1,4 +1,4 @@
-"""Resources of the fake server (PROTOCOL.md §12.6): attributes, names, value casting, seeds.
+"""Resources of the fake server (docs/protocol.md §12.6): attributes, names, value casting, seeds.
 
 Records are stored with their wire (camelCase) keys. Clients may name a field in camelCase
 or snake_case (§8): :func:`snake` is the server's `Macro.underscore` and :func:`camel` its

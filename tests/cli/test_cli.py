@@ -33,7 +33,7 @@ async def sippet(*argv: str) -> int:
 async def test_run_prints_data_and_sends_every_option(
     server: FakeSippet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`sippet run` sends the options as PROTOCOL.md keys and prints `data` as JSON."""
+    """`sippet run` sends the options as docs/protocol.md keys and prints `data` as JSON."""
     code = await sippet(
         "run", "list_contacts", "--api-key", KEY, "--base-url", server.url,
         "--fields", "id,phoneE164", "--sort", "-phoneE164",

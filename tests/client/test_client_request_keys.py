@@ -1,4 +1,4 @@
-"""Every request key of PROTOCOL.md §3 reaches the server exactly as specified."""
+"""Every request key of docs/protocol.md §3 reaches the server exactly as specified."""
 
 from __future__ import annotations
 

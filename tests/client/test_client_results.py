@@ -1,4 +1,4 @@
-"""run / run_with_metadata / validate results against the fake server (PROTOCOL.md §4 to §7)."""
+"""run / run_with_metadata / validate results against the fake server (docs/protocol.md §4-§7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RateLimit-* hint parsing (PROTOCOL.md §12.1): every form read, malformed ones absent."""
+"""RateLimit-* hint parsing (docs/protocol.md §12.1): every form read, malformed ones absent."""
 
 from __future__ import annotations
 

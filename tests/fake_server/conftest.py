@@ -1,7 +1,7 @@
 """Fixtures for the fake server's own tests: a running server and a plain aiohttp session.
 
 These tests speak raw HTTP with aiohttp (never the sippet_async client), so the fake server
-is checked against PROTOCOL.md on its own.
+is checked against docs/protocol.md on its own.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Each action's success shape on /run and /validate (PROTOCOL.md §3, §4, §7, §12.6)."""
+"""Each action's success shape on /run and /validate (docs/protocol.md §3, §4, §7, §12.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every error the fake server emits, with the exact wire shape (PROTOCOL.md §6)."""
+"""Every error the fake server emits, with the exact wire shape (docs/protocol.md §6)."""
 
 from __future__ import annotations
 

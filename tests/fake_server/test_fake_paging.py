@@ -1,4 +1,4 @@
-"""Offset and keyset pagination (PROTOCOL.md §5), over HTTP and as pure rules."""
+"""Offset and keyset pagination (docs/protocol.md §5), over HTTP and as pure rules."""
 
 from __future__ import annotations
 

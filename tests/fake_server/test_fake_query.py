@@ -1,4 +1,4 @@
-"""Filter and sort rules over the seeded contacts (PROTOCOL.md §3.3, §3.4).
+"""Filter and sort rules over the seeded contacts (docs/protocol.md §3.3, §3.4).
 
 Expected answers are computed here in plain Python from ``server.contacts``, independently
 of the server's own rule code.

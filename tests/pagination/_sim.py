@@ -1,4 +1,4 @@
-"""A pure, in-memory list action that answers ``_paging`` requests like PROTOCOL.md §5.
+"""A pure, in-memory list action that answers ``_paging`` requests like docs/protocol.md §5.
 
 It is written from the protocol text, not from the fake server, so the rules and this
 simulation cannot share one misunderstanding. Records are ints, sorted ascending; cursors

@@ -1,4 +1,4 @@
-"""encode_payload: exactly the keys given, top-level names camelCased (PROTOCOL.md §3.1)."""
+"""encode_payload: exactly the keys given, top-level names camelCased (docs/protocol.md §3.1)."""
 
 from __future__ import annotations
 

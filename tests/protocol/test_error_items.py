@@ -99,7 +99,7 @@ def test_kind_is_type_then_code_then_unknown(item: ErrorItem, kind: str) -> None
     assert item.kind == kind
 
 
-# PROTOCOL.md §6.4, every type listed there, with the class the caller should catch.
+# docs/protocol.md §6.4, every type listed there, with the class the caller should catch.
 _BY_TYPE: list[tuple[str, type[SippetError]]] = [
     *[
         (t, InvalidInputError)

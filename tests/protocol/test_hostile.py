@@ -1,4 +1,4 @@
-"""Whatever the bytes, decoding raises only sippet_async errors (PROTOCOL.md §12.2).
+"""Whatever the bytes, decoding raises only sippet_async errors (docs/protocol.md §12.2).
 
 The two bodies too large to store as samples (a 100,000-deep nesting, a multi-megabyte
 reply) are generated here; hypothesis covers arbitrary bytes and arbitrary JSON.

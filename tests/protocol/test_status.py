@@ -1,4 +1,4 @@
-"""Status mapping of PROTOCOL.md §12.1 and Retry-After parsing, with an injected clock."""
+"""Status mapping of docs/protocol.md §12.1 and Retry-After parsing, with an injected clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed decoding of ``data`` into msgspec Structs, lists and pages (PROTOCOL.md §4, §5)."""
+"""Typed decoding of ``data`` into msgspec Structs, lists and pages (docs/protocol.md §4, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every hand-written wire sample through decode_run / decode_validate (PROTOCOL.md §4-§7, §12)."""
+"""Every hand-written wire sample through decode_run / decode_validate (docs/protocol.md §4-§7,
+§12)."""
 
 from __future__ import annotations
 
