@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from sippet_async._bulk import BulkJob, BulkReport, Outcome, default_key
+from sippet_async._bulk import DEFAULT_REDRIVE_WAIT, BulkJob, BulkReport, Outcome, default_key
 from sippet_async._errors import (
     ActionNotFoundError,
     AuthenticationError,
@@ -383,13 +383,15 @@ async def import_file(
     reconcile_action: str | None = None,
     progress: bool = False,
     max_rejects: str | int | None = None,
+    redrive_wait: float | None = None,
 ) -> ImportResult:
     """Import every row of a CSV or JSONL file with ``action``; resumable through the journal.
 
     ``journal`` defaults to ``<file>.journal`` and ``rejects`` to ``<file>.rejects.jsonl``.
     ``max_rejects`` (``50`` or ``"5%"`` of the file's rows) stops the import once more rows
     than that are rejected; the rest are reported ``not_sent``. An error no retry can fix
-    stops it too; either way ``stopped_by`` on the result says why.
+    stops it too; either way ``stopped_by`` on the result says why. ``redrive_wait`` bounds
+    how long rows wait for an unreachable server to answer again (default: the bulk job's).
 
     Example:
         result = await import_file(client, "create_contact", "contacts.csv",
@@ -409,6 +411,7 @@ async def import_file(
     job = client.bulk(
         action, _rows(source, kind), fields=fields, request=request, key=_row_key,
         concurrency=concurrency, journal=journal_path, reconcile=lookup,
+        redrive_wait=DEFAULT_REDRIVE_WAIT if redrive_wait is None else redrive_wait,
     )
     allowed = limit.allowed(total or 0) if limit is not None else None
     with _Rejects(rejects_path) as rejected, _Progress(progress, total, job.report) as live:
@@ -566,6 +569,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rejects", metavar="N|P%",
                         help="stop once more than N rows (or P%% of the file's rows) are "
                              "rejected; the rest are not sent (exit code 4)")
+    parser.add_argument("--redrive-wait", metavar="SECONDS", type=float,
+                        help="how long rows wait for an unreachable server to answer again "
+                             "before they are reported failed (default: 60)")
     parser.add_argument("--fields", default="id",
                         help="fields to ask back, comma-separated ('' for none; default: id)")
     parser.add_argument("--no-progress", action="store_true",
@@ -594,7 +600,7 @@ async def command(args: argparse.Namespace) -> int:
             fields=fields, concurrency=args.concurrency, journal=args.journal,
             rejects=args.rejects, reconcile_by=args.reconcile_by,
             reconcile_action=args.reconcile_action, progress=progress,
-            max_rejects=args.max_rejects,
+            max_rejects=args.max_rejects, redrive_wait=args.redrive_wait,
         )
     _print_summary(result)
     return _exit_code(result)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,30 @@ def test_parse_max_rejects() -> None:
     for bad in ("-1", "5x", "", "101%", "nan%", "-1%", -3):
         with pytest.raises(UsageError, match="--max-rejects"):
             parse_max_rejects(bad)
+
+
+async def test_an_unreachable_server_fails_the_rows_after_redrive_wait(tmp_path: Path) -> None:
+    """Nothing listens at the base URL: the rows wait --redrive-wait for an answer, then
+    are reported failed with that cause (exit 1); none is lost, and the journal resends
+    them on the next run."""
+    data = tmp_path / "contacts.jsonl"
+    data.write_text("".join(
+        json.dumps({"fullName": f"P {i}", "phoneE164": PHONE.format(i)}) + "\n"
+        for i in range(300)
+    ))
+    with socket.socket() as closed:  # bound, never listening: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
+        env["SIPPET_SECRET_KEY"] = KEY
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sippet_async", "--base-url", f"http://127.0.0.1:{port}",
+            "import", "create_contact", str(data), "--redrive-wait", "0.5",
+            env=env, stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+    assert proc.returncode == 1, err.decode()
+    rejects = _rejects(tmp_path / "contacts.jsonl.rejects.jsonl")
+    assert sorted(rejects) == list(range(1, 301))  # every row, reported
+    unreachable = [e for e in rejects.values() if "stayed unreachable for 0.5s" in e["error"]]
+    assert unreachable, list(rejects.values())[:3]
