@@ -11,6 +11,8 @@ import pytest
 
 from ._load import load
 
+pytestmark = pytest.mark.slow  # a benchmark, at tiny sizes
+
 
 def test_bench_bulk_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     """bench_bulk prints throughput side by side, rate use with 429s, and RSS per size."""

@@ -11,6 +11,8 @@ import pytest
 
 from ._load import load
 
+pytestmark = pytest.mark.slow  # a benchmark, at tiny sizes
+
 
 def test_bench_overhead_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     """bench_overhead prints req/s and CPU/request for all four clients, and both ratios."""

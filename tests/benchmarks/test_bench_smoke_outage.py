@@ -11,6 +11,8 @@ import pytest
 
 from ._load import load
 
+pytestmark = pytest.mark.slow  # a benchmark, at tiny sizes
+
 
 def test_bench_outage_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     """bench_outage prints one row per run, the three targets and the server's count."""

@@ -11,6 +11,8 @@ import pytest
 
 from ._load import load
 
+pytestmark = pytest.mark.slow  # a benchmark, at tiny sizes
+
 
 def test_bench_decode_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     """bench_decode prints ns/record for every path and both target ratios."""

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from sippet_async.testing import FakeSippet
 
@@ -26,6 +27,8 @@ from ._support import (
 
 N = 5000
 JOB = Path(__file__).with_name("_job.py")
+
+pytestmark = pytest.mark.slow  # runs the job in other processes
 
 
 async def _start(server: FakeSippet, journal: Path) -> asyncio.subprocess.Process:

@@ -66,6 +66,7 @@ def _rejects(path: Path) -> dict[int, dict[str, Any]]:
     return {entry["row"]: entry for entry in map(json.loads, path.read_text().splitlines())}
 
 
+@pytest.mark.slow
 async def test_import_a_csv_with_bad_rows_then_resume(
     server: FakeSippet, fast_loop: None, tmp_path: Path
 ) -> None:
@@ -99,6 +100,7 @@ async def test_import_a_csv_with_bad_rows_then_resume(
     assert sorted(_rejects(tmp_path / "contacts.csv.rejects.jsonl")) == [5, 50, 100]
 
 
+@pytest.mark.slow
 async def test_import_killed_and_resumed(
     server: FakeSippet, fast_loop: None, tmp_path: Path
 ) -> None:
@@ -129,6 +131,7 @@ async def test_import_killed_and_resumed(
     assert not (tmp_path / "contacts.jsonl.rejects.jsonl").exists()
 
 
+@pytest.mark.slow
 async def test_jsonl_lines_that_are_not_objects_are_rejected(
     server: FakeSippet, tmp_path: Path
 ) -> None:
@@ -153,6 +156,7 @@ async def test_jsonl_lines_that_are_not_objects_are_rejected(
     assert sorted(c["fullName"] for c in server.contacts) == ["A", "B"]
 
 
+@pytest.mark.slow
 async def test_usage_errors_exit_2_before_any_request(
     server: FakeSippet, tmp_path: Path
 ) -> None:
@@ -216,6 +220,7 @@ def test_csv_rows_are_trimmed_and_blank_cells_left_out(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 async def test_a_wrong_key_import_of_20000_rows_stops_at_once_then_resumes(
     server: FakeSippet, fast_loop: None, tmp_path: Path
 ) -> None:
@@ -249,6 +254,7 @@ async def test_a_wrong_key_import_of_20000_rows_stops_at_once_then_resumes(
     assert_exactly_one_contact_per_phone(server, n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("limit", "allowed"), [("10", 10), ("5%", 20)])
 async def test_max_rejects_stops_an_import_whose_rows_fail(
     server: FakeSippet, tmp_path: Path, limit: str, allowed: int
@@ -267,6 +273,7 @@ async def test_max_rejects_stops_an_import_whose_rows_fail(
     assert f"{400 - sent} not sent" in err
 
 
+@pytest.mark.slow
 async def test_max_rejects_not_reached_lets_the_import_finish(
     server: FakeSippet, tmp_path: Path
 ) -> None:
@@ -311,6 +318,7 @@ def test_parse_max_rejects() -> None:
             parse_max_rejects(bad)
 
 
+@pytest.mark.slow
 async def test_an_unreachable_server_fails_the_rows_after_redrive_wait(tmp_path: Path) -> None:
     """Nothing listens at the base URL: the rows wait --redrive-wait for an answer, then
     are reported failed with that cause (exit 1); none is lost, and the journal resends

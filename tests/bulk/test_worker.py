@@ -161,6 +161,7 @@ async def test_grace_expiry_reports_in_flight_calls_unknown(server: FakeSippet) 
     assert report.interrupted == 3
 
 
+@pytest.mark.slow
 async def test_sigterm_stops_a_worker_process_gracefully(
     server: FakeSippet, fast_loop: None
 ) -> None:

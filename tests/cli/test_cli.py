@@ -119,6 +119,7 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.slow
 def test_fake_server_command_serves_until_sigterm() -> None:
     """`sippet fake-server` answers RPCs on 127.0.0.1 and exits 0 on SIGTERM."""
     port = _free_port()
@@ -154,6 +155,7 @@ def test_fake_server_command_serves_until_sigterm() -> None:
             proc.stderr.close()
 
 
+@pytest.mark.slow
 async def test_demo_exits_0_with_every_check_holding(capsys: pytest.CaptureFixture[str]) -> None:
     """`sippet demo` runs end to end on its embedded server and its checks all pass."""
     code = await sippet("demo")

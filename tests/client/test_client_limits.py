@@ -57,6 +57,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
+@pytest.mark.slow
 async def test_endless_chunked_reply_is_refused_within_20_mb_of_rss(
     server: FakeSippet, api_key: str
 ) -> None:
