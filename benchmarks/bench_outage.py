@@ -33,7 +33,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,78 +47,30 @@ from sippet_async import SippetClient
 KEY = "sk_test_bench_outage_0123456789"
 
 
-class Outage:
-    """A TCP proxy in front of FakeSippet that can go down like a crashed server: ``down()``
-    closes its listening socket and resets every connection at once (requests in flight
-    are lost, new connections are refused); ``up()`` listens again on the same port."""
-
-    def __init__(self, upstream: tuple[str, int], port: int) -> None:
-        self.upstream = upstream
-        self.port = port
-        self.listener: asyncio.Server | None = None
-        self.links: set[asyncio.StreamWriter] = set()
-
-    async def up(self) -> None:
-        self.listener = await asyncio.start_server(self._link, "127.0.0.1", self.port)
-
-    def down(self) -> None:
-        assert self.listener is not None
-        self.listener.close()  # refuses new connections from now on
-        for writer in list(self.links):
-            writer.transport.abort()  # a reset, as from a crashed server
-        self.links.clear()
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        pair = {writer, up_writer}
-        self.links |= pair
-        try:
-            await asyncio.gather(_pipe(reader, up_writer, pair), _pipe(up_reader, writer, pair))
-        finally:
-            self.links -= pair
-            for side in pair:
-                side.transport.abort()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                pair: set[asyncio.StreamWriter]) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    for side in pair:  # one side ended: so does the other
-        side.transport.abort()
-
-
-async def _serve(port: int) -> None:
+async def _serve() -> None:
     """FakeSippet behind an ``Outage`` proxy; orders on stdin, answers on stdout."""
-    from sippet_async.testing import FakeSippet
+    from sippet_async.testing import FakeSippet, Outage
 
     async with FakeSippet(KEY) as server:
-        host, upstream_port = server.url.removeprefix("http://").split(":")
-        outage = Outage((host, int(upstream_port)), port)
+        outage = Outage(server.url)
         await outage.up()
-        print(f"http://127.0.0.1:{port}", flush=True)
+        print(outage.url, flush=True)
         loop = asyncio.get_running_loop()
-        while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
-            if line == "down":
-                outage.down()
-                print(line, time.monotonic(), flush=True)
-            elif line == "up":
-                await outage.up()
-                print(line, time.monotonic(), flush=True)
-            elif line == "count":
-                phones = collections.Counter(c["phoneE164"] for c in server.contacts)
-                print(json.dumps({"contacts": sum(phones.values()),
-                                  "duplicated": sum(1 for n in phones.values() if n > 1)}),
-                      flush=True)
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the server binds it again after each outage)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        try:
+            while line := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+                if line == "down":
+                    outage.down()
+                    print(line, time.monotonic(), flush=True)
+                elif line == "up":
+                    await outage.up()
+                    print(line, time.monotonic(), flush=True)
+                elif line == "count":
+                    phones = collections.Counter(c["phoneE164"] for c in server.contacts)
+                    print(json.dumps({"contacts": sum(phones.values()),
+                                      "duplicated": sum(1 for n in phones.values() if n > 1)}),
+                          flush=True)
+        finally:
+            await outage.aclose()
 
 
 class Server:
@@ -127,7 +78,7 @@ class Server:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(free_port())],
+            [sys.executable, __file__, "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.url = self._line()
         if not self.url.startswith("http"):
@@ -237,10 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="a fast smoke run")
     parser.add_argument("--verbose", action="store_true", help="print each job's report")
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        asyncio.run(_serve(args.serve), debug=False)
+        asyncio.run(_serve(), debug=False)
         return 0
     if args.tiny:
         args.items, args.outage, args.runs = 300, 0.3, 1

@@ -16,7 +16,8 @@ Where each rule lives:
 * ``_faults``  — fault scripts and the rolling-window rate limit (§12.1);
 * ``_records`` — :class:`RecordedRequest` and :class:`Reply`;
 * ``_server``  — :class:`FakeSippet`: HTTP, auth, recording, scripts, idempotency;
-* ``_serve``   — :func:`run_forever` / :func:`serve` for the CLI.
+* ``_serve``   — :func:`run_forever` / :func:`serve` for the CLI;
+* ``_outage``  — :class:`Outage`: a proxy that crashes on demand, for outage tests.
 
 Choices the fake makes where docs/protocol.md leaves room:
 
@@ -32,6 +33,7 @@ Choices the fake makes where docs/protocol.md leaves room:
 """
 
 from ._faults import Faults
+from ._outage import Outage
 from ._records import RecordedRequest, Reply
 from ._serve import run_forever, serve
 from ._server import DEFAULT_API_KEY, RUN_PATH, VALIDATE_PATH, FakeSippet
@@ -40,6 +42,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "FakeSippet",
     "Faults",
+    "Outage",
     "RUN_PATH",
     "RecordedRequest",
     "Reply",

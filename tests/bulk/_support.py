@@ -6,6 +6,7 @@ import asyncio
 import collections
 import itertools
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -137,3 +138,11 @@ def assert_exactly_one_contact_per_phone(server: FakeSippet, n: int) -> None:
     missing = [PHONE.format(i) for i in range(n) if PHONE.format(i) not in counts]
     assert not missing, f"{len(missing)} lost, e.g. {missing[:5]}"
     assert len(counts) == n
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from sippet_async import ServerUnreachableError, TransportError, UsageError
-from sippet_async.testing import FakeSippet
+from sippet_async.testing import FakeSippet, Outage
 
-from ._outage import Outage, free_port
-from ._support import client_for, contacts, phone_counts
+from ._support import client_for, contacts, free_port, phone_counts
 
 N = 600
 FAILED_PROBES = 3  # the server comes back after this many probes got no answer
