@@ -118,6 +118,19 @@ class ByPhone:
         return results[0] if results else None
 
 
+class Counting:
+    """An input that counts how many items the job pulled."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(self.n):
+            self.pulled += 1
+            yield contact(i)
+
+
 def phone_counts(server: FakeSippet) -> collections.Counter[str]:
     """How many contacts the server holds per phone."""
     return collections.Counter(c["phoneE164"] for c in server.contacts)

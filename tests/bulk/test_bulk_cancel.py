@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from sippet_async.testing import FakeSippet
 
 from ._support import (
     ByPhone,
+    Counting,
     assert_exactly_one_contact_per_phone,
     client_for,
     contact,
@@ -23,19 +23,6 @@ N = 300
 
 def _job_tasks() -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("sippet-bulk")]
-
-
-class Counting:
-    """An input that counts how many items the job pulled."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.pulled = 0
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for i in range(self.n):
-            self.pulled += 1
-            yield contact(i)
 
 
 async def test_break_inside_async_with_stops_everything(

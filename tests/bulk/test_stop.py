@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ from sippet_async.testing import FakeSippet, Reply
 
 from ._support import (
     ByPhone,
+    Counting,
     assert_exactly_one_contact_per_phone,
     assert_one_outcome_per_index,
     client_for,
@@ -63,19 +64,6 @@ async def _collect(job: BulkJob[Any]) -> list[Any]:
 async def _agen(n: int) -> AsyncIterator[dict[str, Any]]:
     for i in range(n):
         yield contact(i)
-
-
-class Counting:
-    """An input that counts how many items the job pulled."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.pulled = 0
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for i in range(self.n):
-            self.pulled += 1
-            yield contact(i)
 
 
 @pytest.mark.parametrize(("error", "fatal"), [

@@ -114,14 +114,9 @@ def resent(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if "before the request was written" in r.getMessage()]
 
 
-async def test_writes_after_a_stall_never_meet_a_connection_the_server_closed(
-    idle_closing_server: FakeSippet, api_key: str, caplog: pytest.LogCaptureFixture,
-) -> None:
-    """32 writes after the server closed all 32 pooled connections during a stall: the
-    stall check lets the pool see the closes first, so no write needs re-sending, none is
-    unknown, and each executes once."""
-    server = idle_closing_server
-    caplog.set_level(logging.INFO, logger="sippet_async")
+async def writes_after_the_server_closed_the_pool(server: FakeSippet, api_key: str) -> None:
+    """Fill the pool, let the server close every connection while the loop is stalled,
+    then send POOL writes at once: none fails, none is unknown, each executes once."""
     async with SippetClient(api_key, base_url=server.url, max_concurrency=POOL,
                             retry=RetryPolicy(attempts=1)) as client:
         await fill_pool(client, server)
@@ -131,6 +126,16 @@ async def test_writes_after_a_stall_never_meet_a_connection_the_server_closed(
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert client.counters.unknown_outcomes == 0
     assert sorted(creates(server.requests)) == sorted(names)  # each exactly once
+
+
+async def test_writes_after_a_stall_never_meet_a_connection_the_server_closed(
+    idle_closing_server: FakeSippet, api_key: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """32 writes after the server closed all 32 pooled connections during a stall: the
+    stall check lets the pool see the closes first, so no write needs re-sending, none is
+    unknown, and each executes once."""
+    caplog.set_level(logging.INFO, logger="sippet_async")
+    await writes_after_the_server_closed_the_pool(idle_closing_server, api_key)
     assert resent(caplog) == []  # no write met a closing connection
 
 
@@ -173,17 +178,8 @@ async def test_writes_refused_on_closing_connections_are_sent_again_exactly_once
 ) -> None:
     """Behind the stall check (a stall shorter than STALL_GAP): writes aiohttp refused on
     closing pooled connections are re-sent once on new ones; 0 unknown, each executed once."""
-    server = idle_closing_server
     caplog.set_level(logging.INFO, logger="sippet_async")
-    async with SippetClient(api_key, base_url=server.url, max_concurrency=POOL,
-                            retry=RetryPolicy(attempts=1)) as client:
-        await fill_pool(client, server)
-        names = [f"Stale {i}" for i in range(POOL)]
-        results = await asyncio.gather(*(create(client, name) for name in names),
-                                       return_exceptions=True)
-        assert [r for r in results if isinstance(r, BaseException)] == []
-        assert client.counters.unknown_outcomes == 0
-    assert sorted(creates(server.requests)) == sorted(names)  # each exactly once
+    await writes_after_the_server_closed_the_pool(idle_closing_server, api_key)
     assert resent(caplog), "the scenario did not meet a stale pooled connection"
 
 
