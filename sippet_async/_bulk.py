@@ -425,10 +425,11 @@ class BulkJob(Generic[T]):
             self.stop()
 
     def _settle_deferred(self) -> None:
-        """Report the items set aside for the redrive pass as they stand: after abort() there
-        is no redrive, and an ordered job must not wait for them while it reads on."""
+        """Report the items set aside for the redrive pass as they stand: after stop() or
+        abort() there is no redrive, and an ordered job must not wait for them."""
         for index in sorted(self._deferred):
             work = self._deferred.pop(index)
+            # set aside in doubt (a lookup failed): it may have executed
             status: Literal["failed", "unknown"] = "unknown" if work.doubt else "failed"
             self._out.put_nowait(self._final(work, status, error=work.error))
 
@@ -567,13 +568,7 @@ class BulkJob(Generic[T]):
                 if not self._deferred:
                     return None
                 if self._stopping:  # no second chance after stop(): report as it stands
-                    for index in sorted(self._deferred):
-                        work = self._deferred.pop(index)
-                        # set aside in doubt (a lookup failed): it may have executed
-                        status: Literal["failed", "unknown"] = (
-                            "unknown" if work.doubt else "failed"
-                        )
-                        self._out.put_nowait(self._final(work, status, error=work.error))
+                    self._settle_deferred()
                     continue
                 self._redriving = True  # the one redrive pass, now that nothing else runs
                 continue
