@@ -41,8 +41,8 @@ import msgspec
 from _servers import server_process  # benchmarks/ is on sys.path when run
 
 from sippet_async import SippetClient
-from sippet_async._export import _lines, export_jsonl
-from sippet_async._paging import Walk, page_type
+from sippet_async._cli._export import _lines, export_jsonl
+from sippet_async._walk import Walk, page_type
 
 KEY = "sk_test_bench_export_0123456789"
 FIELDS = ["id", "fullName", "phoneE164", "email", "company", "tags", "insertedAt", "updatedAt"]

@@ -8,11 +8,8 @@ Example:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from sippet_async._breaker import BreakerPolicy
-from sippet_async._bulk import BulkJob, BulkReport, Outcome
-from sippet_async._client import RequestKeys, SippetClient
+from sippet_async._client import SippetClient
 from sippet_async._config import ApiKey, ClientConfig, Timeouts
 from sippet_async._errors import (
     ActionNotFoundError,
@@ -35,13 +32,16 @@ from sippet_async._errors import (
     UsageError,
 )
 from sippet_async._hooks import Counters, Hooks
+from sippet_async._iterator import RecordIterator
+from sippet_async._jobs._bulk import BulkJob, BulkReport, Outcome
+from sippet_async._jobs._worker import CallWorker
 from sippet_async._models import ErrorItem, KeysetPage, OffsetPage, RunResult, ValidationResult
-from sippet_async._pagination import RecordIterator
-from sippet_async._paging import Page, ResumeToken
 from sippet_async._resources import Call, Contact
 from sippet_async._retry import RetryPolicy
+from sippet_async._runner import RequestKeys
 from sippet_async._transport import AiohttpTransport, Transport
-from sippet_async._worker import CallWorker
+from sippet_async._version import __version__
+from sippet_async._walk import Page, ResumeToken
 
 __all__ = [
     "ActionNotFoundError",

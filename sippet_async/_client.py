@@ -19,9 +19,8 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypedDict, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, Unpack, overload
 
-from sippet_async import _bulk
 from sippet_async import _protocol as protocol
 from sippet_async._breaker import Admission, Breaker, BreakerPolicy, State, is_unanswered
 from sippet_async._config import (
@@ -40,10 +39,10 @@ from sippet_async._errors import (
     UsageError,
 )
 from sippet_async._hooks import Counters, Hooks
+from sippet_async._iterator import RecordIterator, iterate
+from sippet_async._jobs import _bulk
 from sippet_async._limits import Limits
 from sippet_async._models import RunResult, ValidationResult
-from sippet_async._pagination import RecordIterator, iterate
-from sippet_async._paging import ResumeToken
 from sippet_async._retry import (
     DEFAULT_RETRY_AFTER_CAP,
     CallState,
@@ -52,12 +51,14 @@ from sippet_async._retry import (
     check_seconds,
     probe_backoff,
 )
+from sippet_async._runner import RequestKeys
 from sippet_async._transport import AiohttpTransport, Transport
+from sippet_async._walk import ResumeToken
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["RequestKeys", "SippetClient"]
+__all__ = ["SippetClient"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -68,20 +69,6 @@ log: Final = logging.getLogger("sippet_async")
 # last-resort handler would print every retry warning of a bulk job to stderr.
 log.addHandler(logging.NullHandler())
 
-
-
-class RequestKeys(TypedDict, total=False):
-    """The request keys of docs/protocol.md §3.1, snake_cased; sent camelCased, only if given."""
-
-    input: Mapping[str, Any]
-    identity: Any
-    fields: Sequence[str | Mapping[str, Any]]
-    filter: Mapping[str, Any]
-    sort: str | Sequence[str]
-    page: Mapping[str, Any]
-    metadata_fields: Sequence[str]
-    get_by: Mapping[str, Any]
-    tenant: str
 
 
 class SippetClient:

@@ -20,7 +20,6 @@ import aiohttp
 import multidict
 import yarl
 
-from sippet_async import __version__
 from sippet_async._config import Timeouts
 from sippet_async._errors import (
     ResponseTooLargeError,
@@ -29,6 +28,7 @@ from sippet_async._errors import (
     TransportTimeoutError,
 )
 from sippet_async._protocol import HttpRequest, HttpResponse, case_insensitive_headers
+from sippet_async._version import __version__
 
 __all__ = ["AiohttpTransport", "Transport"]
 

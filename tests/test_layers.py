@@ -1,4 +1,4 @@
-"""The pure layer (_protocol, _models, _errors, _config) imports no network or event-loop code.
+"""The layers: the pure modules import no network or event-loop code; every import points down.
 
 Why two checks, and why not simply ``python -c "import sippet_async._protocol"``: importing
 any submodule first runs the package ``__init__``, which re-exports the client and so
@@ -38,7 +38,7 @@ import pytest
 
 PACKAGE: Final = "sippet_async"
 PACKAGE_DIR: Final = Path(__file__).resolve().parents[1] / PACKAGE
-PURE: Final = ("_protocol", "_paging", "_models", "_errors", "_config")
+PURE: Final = ("_protocol", "_walk", "_models", "_errors", "_config", "_hooks", "_runner")
 # Network, TLS and event-loop modules; a dotted entry also forbids its submodules.
 FORBIDDEN: Final = (
     "aiohttp",
@@ -148,7 +148,7 @@ def test_static_walk_detects_network_imports(name: str, culprit: str) -> None:
 
 def test_static_walk_follows_the_package_root() -> None:
     """``from sippet_async import x`` counts as importing __init__ (which loads the client)."""
-    assert f"{PACKAGE}" in _imports(f"{PACKAGE}._transport")
+    assert f"{PACKAGE}" in _imports(f"{PACKAGE}._cli._main")
     assert _violations(PACKAGE)
 
 
@@ -156,7 +156,6 @@ _PROBE: Final = """
 import importlib, json, sys, types
 root = types.ModuleType({package!r})
 root.__path__ = [sys.argv[1]]  # a bare package: its __init__ never runs
-root.__version__ = "0+probe"  # the one name _transport takes from the package root
 sys.modules[{package!r}] = root
 before = set(sys.modules)
 for name in sys.argv[2:]:
@@ -202,3 +201,114 @@ def test_runtime_probe_sees_network_imports() -> None:
     assert isinstance(after, list)
     assert "aiohttp" in after
     assert "asyncio" in after
+
+
+# -- the layer table ------------------------------------------------------------------------
+# Lowest first. A module may import from its own layer and the layers below it, never from
+# a layer above (TYPE_CHECKING and function-local imports included): the consumers reach the
+# client through the ``Runner`` protocol, the engine never names what sits on it.
+LAYERS: Final = (
+    ("pure", ("_version", "_errors", "_config", "_models", "_protocol", "_walk", "_hooks",
+              "_resources", "_runner")),
+    ("engine", ("_transport", "_retry", "_limits", "_breaker")),
+    ("consumers", ("_iterator", "_jobs")),
+    ("client", ("_client",)),
+    ("package", ("__init__",)),
+    ("fake server", ("testing",)),
+    ("command line", ("_cli", "__main__")),
+)
+
+
+def _rank(module: str) -> int:
+    """The layer of a ``sippet_async`` module, by its first component under the package."""
+    parts = module.split(".")
+    top = "__init__" if len(parts) == 1 else parts[1]
+    for rank, (_, members) in enumerate(LAYERS):
+        if top in members:
+            return rank
+    raise AssertionError(f"{module} is in no layer of LAYERS: add it to the table")
+
+
+def _package_modules() -> list[str]:
+    found = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = path.relative_to(PACKAGE_DIR).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found.append(".".join((PACKAGE, *parts)))
+    return found
+
+
+def _internal_imports(module: str) -> set[str]:
+    """The package modules ``module`` depends on. ``from sippet_async import _protocol``
+    names the submodule, not the package root (any import runs the root's ``__init__``
+    first; that is Python's order, not a dependency of ours)."""
+    path = _module_file(module)
+    assert path is not None, module
+    found = {name for name in _imports(module) if _module_file(name) is not None}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == PACKAGE and not node.level \
+                and all(_module_file(f"{PACKAGE}.{a.name}") for a in node.names):
+            found.discard(PACKAGE)
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    """The table covers the whole package, so a new module has to be placed in it."""
+    for module in _package_modules():
+        _rank(module)
+
+
+def test_imports_point_down_only() -> None:
+    """No module imports from a layer above its own."""
+    upward = [
+        f"{module} ({LAYERS[_rank(module)][0]}) imports {name} ({LAYERS[_rank(name)][0]})"
+        for module in _package_modules()
+        for name in sorted(_internal_imports(module))
+        if _rank(name) > _rank(module)
+    ]
+    assert upward == []
+
+
+def test_the_fake_server_imports_nothing_of_the_client() -> None:
+    """The fake server is written from the protocol doc alone: sharing the client's code
+    would let both share one misunderstanding."""
+    leaks = [
+        f"{module} imports {name}"
+        for module in _package_modules() if _rank(module) == _rank(f"{PACKAGE}.testing")
+        for name in sorted(_internal_imports(module))
+        if not name.startswith(f"{PACKAGE}.testing")
+    ]
+    assert leaks == []
+
+
+def test_no_import_circle() -> None:
+    """The module graph (type-only imports included) has no cycle."""
+    graph = {module: _internal_imports(module) - {module} for module in _package_modules()}
+    # A package's __init__ importing its own submodules is not a circle of the code.
+    for module, names in graph.items():
+        names -= {name for name in set(names) if module.startswith(name + ".")}
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        if module in path:
+            raise AssertionError("import circle: " + " -> ".join([*path[path.index(module):],
+                                                                  module]))
+        if module in done:
+            return
+        path.append(module)
+        for name in sorted(graph.get(module, ())):
+            visit(name)
+        path.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
+
+
+def test_layer_check_sees_an_upward_import() -> None:
+    """The rank is not vacuous: the engine is below the client, the client below the CLI."""
+    assert _rank(f"{PACKAGE}._transport") < _rank(f"{PACKAGE}._client") \
+        < _rank(f"{PACKAGE}._cli._main")
+    assert f"{PACKAGE}._iterator" in _internal_imports(f"{PACKAGE}._client")

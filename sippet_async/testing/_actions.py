@@ -12,8 +12,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from . import _errors as E
-from ._paging import keyset_page, offset_page, parse_page
+from . import _error_objects as E
+from ._pages import keyset_page, offset_page, parse_page
 from ._rules import Record, compile_filter, parse_sort, project, select_fields
 from ._schema import CALL, CONTACT, Invalid, Resource, canonical_uuid, cast_input, snake
 from ._store import Store

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from . import _errors as E
+from . import _error_objects as E
 from ._schema import Attribute, Invalid, Resource, camel, cast, snake
 
 Record = dict[str, Any]

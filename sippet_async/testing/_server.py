@@ -27,7 +27,7 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import _errors as E
+from . import _error_objects as E
 from ._actions import Endpoint, handle
 from ._faults import (
     HTML_500,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sippet_async import BulkJob, OutcomeUnknownError, SippetClient
-from sippet_async._journal import Journal
+from sippet_async._jobs._journal import Journal
 from sippet_async.testing import FakeSippet
 
 from ._support import (

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sippet_async import SippetClient, UsageError
-from sippet_async._import import (
+from sippet_async._cli._import import (
     RejectLimit,
     Row,
     TooManyRejectsError,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sippet_async import OutcomeUnknownError, RetryPolicy, SippetClient, UsageError
-from sippet_async._journal import Journal, key_digest
+from sippet_async._jobs._journal import Journal, key_digest
 from sippet_async.testing import FakeSippet, Reply
 
 from ._support import (
@@ -78,7 +78,7 @@ def _crashed_journal(path: Path, started: range) -> None:
 
 
 def _key(i: int) -> str:
-    from sippet_async._bulk import default_key
+    from sippet_async._jobs._bulk import default_key
 
     return default_key(contact(i))
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sippet_async.testing import FakeSippet
-from sippet_async.testing._paging import PageRequest, encode_cursor, keyset_page
+from sippet_async.testing._pages import PageRequest, encode_cursor, keyset_page
 from sippet_async.testing._rules import compare_values, parse_sort, sort_records, sort_values
 from sippet_async.testing._schema import CONTACT
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sippet_async._models import KeysetPage, OffsetPage
-from sippet_async._paging import PageRequest, Received, ResumeToken, Walk
+from sippet_async._walk import PageRequest, Received, ResumeToken, Walk
 
 Mode = Literal["offset", "keyset", "list", "both"]
 

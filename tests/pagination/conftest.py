@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sippet_async import SippetClient
-from sippet_async._pagination import TASK_NAME
+from sippet_async._iterator import TASK_NAME
 from sippet_async.testing import FakeSippet
 
 KEY = "sk_test_pagination_suite_0123456789"

@@ -14,7 +14,7 @@ import pytest
 
 from sippet_async import SippetClient, UsageError
 from sippet_async._cli import main
-from sippet_async._export import (
+from sippet_async._cli._export import (
     ExportProgress,
     _lines,
     _repair,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sippet_async._errors import ProtocolError, UsageError
 from sippet_async._models import KeysetPage, OffsetPage
-from sippet_async._paging import PageRequest, ResumeToken, Walk, page_type, query_key
+from sippet_async._walk import PageRequest, ResumeToken, Walk, page_type, query_key
 
 from ._sim import Mode, SimServer, cursor, drive
 
@@ -286,8 +286,8 @@ def _imports(module: str) -> set[str]:
 
 def test_paging_is_sans_io() -> None:
     """_paging (and what it imports from sippet_async) uses no network code and no await."""
-    imported = _imports("sippet_async._paging")
+    imported = _imports("sippet_async._walk")
     assert not {m.split(".")[0] for m in imported} & {"aiohttp", "asyncio"}, imported
-    source = pathlib.Path(sys.modules["sippet_async._paging"].__file__ or "").read_text()
+    source = pathlib.Path(sys.modules["sippet_async._walk"].__file__ or "").read_text()
     tree = ast.parse(source)
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Await | ast.AsyncFunctionDef)]

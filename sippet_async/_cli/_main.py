@@ -119,19 +119,19 @@ async def _cmd_fake_server(args: argparse.Namespace) -> int:
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
-    from sippet_async._demo import run_demo
+    from sippet_async._cli._demo import run_demo
 
     return await run_demo(seed=args.seed)
 
 
 async def _cmd_import(args: argparse.Namespace) -> int:
-    from sippet_async._import import command
+    from sippet_async._cli._import import command
 
     return await command(args)
 
 
 async def _cmd_export(args: argparse.Namespace) -> int:
-    from sippet_async._export import DEFAULT_EXPORT_PAGE_SIZE, export_jsonl, terminal_progress
+    from sippet_async._cli._export import DEFAULT_EXPORT_PAGE_SIZE, export_jsonl, terminal_progress
 
     if args.resume and args.output is None:
         raise UsageError("--resume continues a file: give it with -o FILE")
@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed for generated data and faults")
     demo.set_defaults(handler=_cmd_demo)
 
-    from sippet_async._import import EXIT_CODES_HELP
-    from sippet_async._import import add_arguments as add_import_arguments
+    from sippet_async._cli._import import EXIT_CODES_HELP
+    from sippet_async._cli._import import add_arguments as add_import_arguments
 
     bulk_import = add(
         "import", help="run an action per row of a CSV/JSONL file (resumable)",

@@ -27,7 +27,6 @@ from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from sippet_async._bulk import DEFAULT_REDRIVE_WAIT, BulkJob, BulkReport, Outcome, default_key
 from sippet_async._errors import (
     ActionNotFoundError,
     AuthenticationError,
@@ -36,6 +35,7 @@ from sippet_async._errors import (
     SippetError,
     UsageError,
 )
+from sippet_async._jobs._bulk import DEFAULT_REDRIVE_WAIT, BulkJob, BulkReport, Outcome, default_key
 
 if TYPE_CHECKING:
     from sippet_async._client import SippetClient

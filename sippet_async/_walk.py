@@ -1,7 +1,7 @@
 """The page-walking rules of docs/protocol.md §5, with no I/O: a sans-I/O state machine.
 
 ``Walk`` says which page request may be sent next and turns each reply into the records
-to yield; the async iterator in ``_pagination`` only moves bytes and tasks around it. Like
+to yield; the async iterator in ``_iterator`` only moves bytes and tasks around it. Like
 ``_protocol`` this module imports neither aiohttp nor asyncio and never awaits, so the
 property tests drive the very same rules over a simulated server.
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sippet_async import CallWorker, Outcome, SippetClient
-from sippet_async._import import ImportResult, import_file
+from sippet_async._cli._import import ImportResult, import_file
 from sippet_async.testing import FakeSippet, Faults
 
 __all__ = ["run_demo"]

@@ -65,12 +65,12 @@ from sippet_async._errors import (
     UsageError,
     is_fatal,
 )
-from sippet_async._journal import Journal, Previous, key_digest
+from sippet_async._jobs._journal import Journal, Previous, key_digest
 from sippet_async._protocol import is_read_action
 
 if TYPE_CHECKING:
-    from sippet_async._client import SippetClient
     from sippet_async._hooks import Counters
+    from sippet_async._runner import Runner
 
 __all__ = ["BulkJob", "BulkReport", "Outcome", "Status", "bulk", "default_key"]
 
@@ -280,7 +280,7 @@ class BulkJob(Generic[T]):
 
     def __init__(
         self,
-        client: SippetClient,
+        client: Runner,
         action: str,
         items: Iterable[T] | AsyncIterable[T],
         *,
@@ -893,7 +893,7 @@ def _cause(exc: SippetError) -> str:
 
 
 def bulk(
-    client: SippetClient,
+    client: Runner,
     action: str,
     items: Iterable[T] | AsyncIterable[T],
     *,

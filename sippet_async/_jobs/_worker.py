@@ -22,11 +22,11 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from sippet_async._bulk import BulkJob, BulkReport, Outcome, Reconcile
 from sippet_async._errors import UsageError
+from sippet_async._jobs._bulk import BulkJob, BulkReport, Outcome, Reconcile, bulk
 
 if TYPE_CHECKING:
-    from sippet_async._client import SippetClient
+    from sippet_async._runner import Runner
 
 __all__ = ["CallWorker"]
 
@@ -52,7 +52,7 @@ class CallWorker(Generic[T]):
 
     def __init__(
         self,
-        client: SippetClient,
+        client: Runner,
         on_outcome: OnOutcome[T],
         *,
         action: str = "create_call",
@@ -138,7 +138,8 @@ class CallWorker(Generic[T]):
             raise UsageError(
                 f"source must be an asyncio.Queue or an async iterable, got {source!r}"
             )
-        job: BulkJob[T] = self._client.bulk(
+        job: BulkJob[T] = bulk(
+            self._client,
             self._action, items, fields=self._fields, request=self._request, key=self._key,
             concurrency=self._concurrency, reconcile=self._reconcile, redrive=False,
             report_unsent=False,  # a queue has no end: what is not taken stays there

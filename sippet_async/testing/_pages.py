@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from . import _errors as E
+from . import _error_objects as E
 from ._rules import Record, SortKey, compare_values, sort_values
 from ._schema import Resource, snake
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 import msgspec
 
 from sippet_async._errors import UsageError
-from sippet_async._paging import ResumeToken
+from sippet_async._walk import ResumeToken
 
 if TYPE_CHECKING:
     from sippet_async._client import SippetClient

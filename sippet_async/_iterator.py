@@ -1,4 +1,4 @@
-"""The async iterator behind ``client.iter``: tasks and state only; the rules are ``_paging``.
+"""The async iterator behind ``client.iter``: tasks and state only; the rules are ``_walk``.
 
 Every page request goes through ``client.run_with_metadata`` (the client's one pipeline:
 limits, retries, decoding). While the caller consumes one page the next one is already in
@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, cast
 
 from sippet_async._errors import UsageError
-from sippet_async._paging import (
+from sippet_async._walk import (
     Page,
     PageRequest,
     Received,
@@ -32,7 +32,7 @@ from sippet_async._paging import (
 )
 
 if TYPE_CHECKING:
-    from sippet_async._client import RequestKeys, SippetClient
+    from sippet_async._runner import RequestKeys, Runner
 
 __all__ = ["RecordIterator", "iterate"]
 
@@ -189,7 +189,7 @@ async def _cancel(in_flight: deque[tuple[PageRequest, asyncio.Task[Any]]]) -> No
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _fetch_page(client: SippetClient, action: str, keys: Mapping[str, Any],
+async def _fetch_page(client: Runner, action: str, keys: Mapping[str, Any],
                       decode_as: Any, request: PageRequest) -> Any:
     """One page through the client's pipeline, decoded straight into the page type."""
     page = request.wire()
@@ -200,7 +200,7 @@ async def _fetch_page(client: SippetClient, action: str, keys: Mapping[str, Any]
 
 
 def iterate(
-    client: SippetClient,
+    client: Runner,
     action: str,
     *,
     fields: Sequence[str | Mapping[str, Any]],
