@@ -15,27 +15,37 @@ are counted, not listed, and the journal sends them on the next run.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
-
+from sippet_async._cli._progress import ImportProgress
+from sippet_async._cli._rejects import (
+    RejectLimit,
+    Rejects,
+    TooManyRejectsError,
+    parse_max_rejects,
+)
+from sippet_async._cli._rows import (
+    Format,
+    Row,
+    check_header,
+    count_rows,
+    format_of,
+    parse_map,
+    read_rows,
+)
 from sippet_async._errors import (
     ActionNotFoundError,
     AuthenticationError,
     ProtocolError,
-    RpcError,
     SippetError,
     UsageError,
 )
-from sippet_async._jobs._bulk import DEFAULT_REDRIVE_WAIT, BulkJob, BulkReport, Outcome, default_key
+from sippet_async._jobs._bulk import DEFAULT_REDRIVE_WAIT, BulkJob, BulkReport, default_key
 
 if TYPE_CHECKING:
     from sippet_async._client import SippetClient
@@ -45,17 +55,8 @@ __all__ = [
     "import_file", "parse_map", "parse_max_rejects",
 ]
 
-Format = Literal["csv", "jsonl"]
-
-_FORMATS: Final[dict[str, Format]] = {
-    ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-}
 JOURNAL_SUFFIX: Final = ".journal"
 REJECTS_SUFFIX: Final = ".rejects.jsonl"
-# Redraw the live display at most this often; rich repaints on its own clock anyway.
-_PROGRESS_EVERY: Final = 0.1
-_ENCODER: Final = msgspec.json.Encoder()
-_DECODER: Final = msgspec.json.Decoder()
 
 # Exit codes of ``sippet import``: 0 and 2 are the CLI's own; 130 is Ctrl-C (``_cli``).
 EXIT_OK: Final = 0  # every row succeeded, now or in an earlier run
@@ -72,73 +73,6 @@ exit codes:
   4    stopped: more rows were rejected than --max-rejects allows
   130  interrupted (Ctrl-C); the next run resumes
 """
-
-
-class TooManyRejectsError(SippetError):
-    """``--max-rejects``: more rows were rejected than allowed, so the import stopped."""
-
-    def __init__(self, message: str, *, rejected: int, limit: int) -> None:
-        super().__init__(message)
-        self.rejected = rejected
-        self.limit = limit
-
-
-@dataclass(frozen=True, slots=True)
-class RejectLimit:
-    """``--max-rejects``: ``count`` rejected rows, or ``percent`` of the file's rows."""
-
-    count: int | None = None
-    percent: float | None = None
-
-    def allowed(self, rows: int) -> int:
-        """How many rejected rows a file of ``rows`` data rows may have."""
-        if self.count is not None:
-            return self.count
-        assert self.percent is not None
-        return int(rows * self.percent / 100)
-
-    def __str__(self) -> str:
-        return str(self.count) if self.count is not None else f"{self.percent:g}%"
-
-
-def parse_max_rejects(value: str | int | None) -> RejectLimit | None:
-    """``"50"`` or ``50`` -> at most 50 rejected rows; ``"5%"`` -> 5% of the file's rows.
-
-    Raises:
-        UsageError: not a whole number >= 0 or a percentage from 0% to 100%.
-    """
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise UsageError(f"--max-rejects must be >= 0, got {value}")
-        return RejectLimit(count=value)
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if not 0 <= percent <= 100:  # also refuses nan
-                raise ValueError(text)
-            return RejectLimit(percent=percent)
-        count = int(text)
-        if count < 0:
-            raise ValueError(text)
-    except ValueError:
-        raise UsageError(
-            f"--max-rejects must be a number of rows (e.g. 50) or a percentage of the "
-            f"file's rows (e.g. 5%), got {value!r}"
-        ) from None
-    return RejectLimit(count=count)
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One data row: where it is in the file, its values, or why it cannot be sent."""
-
-    number: int  # 1-based, data rows only (a CSV header is not a row)
-    line: int  # the file line where the row ends
-    values: dict[str, Any] | None
-    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,120 +95,6 @@ class ImportResult:
         """Why the import stopped before sending every row (then ``report.not_sent`` rows
         were not sent: the next run sends them), or None."""
         return self.report.stopped_by
-
-
-def parse_map(text: str | None) -> dict[str, str] | None:
-    """``fullName=name,phoneE164=phone`` -> ``{"fullName": "name", ...}`` (input <- column).
-
-    Raises:
-        UsageError: a part without ``=``, an empty name, or an input field given twice.
-    """
-    if text is None:
-        return None
-    mapping: dict[str, str] = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        target, sep, source = part.partition("=")
-        target, source = target.strip(), source.strip()
-        if not sep or not target or not source:
-            raise UsageError(f"--map part {part!r} is not FIELD=COLUMN (e.g. fullName=name)")
-        if target in mapping:
-            raise UsageError(f"--map names input field {target!r} twice")
-        mapping[target] = source
-    if not mapping:
-        raise UsageError("--map is empty; give FIELD=COLUMN pairs, comma-separated")
-    return mapping
-
-
-def _format_of(path: Path, given: str | None) -> Format:
-    if given is not None:
-        if given not in ("csv", "jsonl"):
-            raise UsageError(f"--format must be csv or jsonl, got {given!r}")
-        return "csv" if given == "csv" else "jsonl"
-    found = _FORMATS.get(path.suffix.lower())
-    if found is None:
-        raise UsageError(f"cannot tell the format of {path.name}; pass --format csv or jsonl")
-    return found
-
-
-def read_rows(path: Path, format: Format) -> Iterator[Row]:
-    """Rows of the file, read lazily; unreadable rows carry their ``problem``.
-
-    Raises:
-        UsageError: the file cannot be opened or is not UTF-8.
-    """
-    try:
-        stream = path.open("r", encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    with stream:
-        try:
-            yield from (_csv_rows(stream) if format == "csv" else _jsonl_rows(stream))
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"{path} is not UTF-8 text: {exc.reason}") from exc
-
-
-def _csv_rows(stream: IO[str]) -> Iterator[Row]:
-    reader = csv.reader(stream)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except csv.Error as exc:
-        raise UsageError(f"the CSV header cannot be read: {exc}") from exc
-    names = [name.strip() for name in header]
-    if not any(names) or len(set(names)) != len(names):
-        raise UsageError(f"the CSV header must name each column once, got {header!r}")
-    number = 0
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            number += 1
-            yield Row(number, reader.line_num, None, f"line {reader.line_num}: {exc}")
-            continue
-        if not cells or all(not cell.strip() for cell in cells):
-            continue  # blank lines are not rows
-        number += 1
-        if len(cells) > len(names):
-            problem = (f"line {reader.line_num}: {len(cells)} values for "
-                       f"{len(names)} columns")
-            yield Row(number, reader.line_num, dict(zip(names, cells, strict=False)), problem)
-            continue
-        # Cells are trimmed and empty ones left out: an optional column may be blank, and
-        # the server trims strings (so a lookup by a trimmed value finds what it stored).
-        values = {name: cell.strip() for name, cell in zip(names, cells, strict=False)
-                  if cell.strip()}
-        yield Row(number, reader.line_num, values)
-
-
-def _jsonl_rows(stream: IO[str]) -> Iterator[Row]:
-    number = 0
-    for line_number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        number += 1
-        try:
-            value = _DECODER.decode(line)
-        except msgspec.DecodeError as exc:
-            yield Row(number, line_number, None, f"line {line_number}: not valid JSON: {exc}")
-            continue
-        if not isinstance(value, dict):
-            yield Row(number, line_number, None,
-                      f"line {line_number}: expected a JSON object, got {type(value).__name__}")
-            continue
-        yield Row(number, line_number, value)
-
-
-def _count_rows(path: Path, format: Format) -> int | None:
-    """Rows in the file, for the progress bar (only read when a terminal shows it)."""
-    try:
-        return sum(1 for _ in read_rows(path, format))
-    except UsageError:
-        return None
 
 
 class _Request:
@@ -325,49 +145,6 @@ def _list_action_for(action: str) -> str:
     return "list_" + action.removeprefix("create_") + "s"
 
 
-class _Rejects:
-    """The rejects file: one JSON line per row that failed or whose outcome is unknown.
-
-    It is rewritten by every run (it lists what is still not done), created on first use.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.count = 0
-        self._stream: IO[bytes] | None = None
-        if path is not None and path.exists():
-            path.unlink()  # an earlier run's list; this run will say what is still not done
-
-    def add(self, outcome: Outcome[Row]) -> None:
-        self.count += 1
-        if self.path is None:
-            return
-        if self._stream is None:
-            self._stream = self.path.open("wb")
-        row = outcome.item
-        error = outcome.error
-        entry: dict[str, Any] = {
-            "row": row.number, "line": row.line, "status": outcome.status,
-            "error": f"{type(error).__name__}: {error}" if error is not None else None,
-        }
-        if isinstance(error, RpcError):
-            entry["errors"] = [msgspec.to_builtins(item) for item in error.errors]
-        entry["values"] = row.values
-        self._stream.write(_ENCODER.encode(entry) + b"\n")
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    def __enter__(self) -> _Rejects:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
 async def import_file(
     client: SippetClient,
     action: str,
@@ -407,14 +184,14 @@ async def import_file(
         lookup = _Lookup(client, reconcile_action or _list_action_for(action), reconcile_by,
                          request)
     counted = progress or (limit is not None and limit.percent is not None)
-    total = _count_rows(source, kind) if counted else None
+    total = count_rows(source, kind) if counted else None
     job = client.bulk(
         action, _rows(source, kind), fields=fields, request=request, key=_row_key,
         concurrency=concurrency, journal=journal_path, reconcile=lookup,
         redrive_wait=DEFAULT_REDRIVE_WAIT if redrive_wait is None else redrive_wait,
     )
     allowed = limit.allowed(total or 0) if limit is not None else None
-    with _Rejects(rejects_path) as rejected, _Progress(progress, total, job.report) as live:
+    with Rejects(rejects_path) as rejected, ImportProgress(progress, total, job.report) as live:
         async with job:
             async for outcome in job:
                 # Rows not sent are counted, not listed: they are not rejected, and the
@@ -457,10 +234,10 @@ def _plan(
 ) -> tuple[Path, Format, Path, Path]:
     """Check the file and the options before any I/O; resolve the default paths."""
     source = Path(path)
-    kind = _format_of(source, format)
+    kind = format_of(source, format)
     if not source.is_file():
         raise UsageError(f"{source} is not a file")
-    _check_header(source, kind, mapping)
+    check_header(source, kind, mapping)
     journal_path = Path(journal) if journal is not None else _beside(source, JOURNAL_SUFFIX)
     rejects_path = Path(rejects) if rejects is not None else _beside(source, REJECTS_SUFFIX)
     return source, kind, journal_path, rejects_path
@@ -468,76 +245,6 @@ def _plan(
 
 def _beside(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
-
-
-def _check_header(path: Path, format: Format, mapping: Mapping[str, str] | None) -> None:
-    """With ``--map`` on a CSV, every mapped column must exist: say so before any I/O."""
-    if mapping is None or format != "csv":
-        return
-    with path.open("r", encoding="utf-8-sig", newline="") as stream:
-        try:
-            header = [name.strip() for name in next(csv.reader(stream), [])]
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UsageError(f"the CSV header of {path} cannot be read: {exc}") from exc
-    missing = sorted(set(mapping.values()) - set(header))
-    if missing:
-        raise UsageError(f"--map names column(s) {missing} not in the header of {path.name} "
-                         f"({', '.join(header)})")
-
-
-class _Progress:
-    """A live line on stderr (rich), only when asked: done/total, rate, ETA, statuses."""
-
-    def __init__(self, enabled: bool, total: int | None, report: BulkReport) -> None:
-        self._report = report
-        self._live: Any = None
-        self._task: Any = None
-        self._last = 0.0
-        if not enabled:
-            return
-        try:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-        except ImportError:  # rich is the optional "progress" extra
-            return
-        self._live = Progress(
-            TextColumn("[bold]import"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn(),
-            TextColumn("{task.fields[detail]}"),
-            console=Console(stderr=True), transient=False,
-        )
-        self._task = self._live.add_task("import", total=total, rate="0", detail="")
-
-    def __enter__(self) -> _Progress:
-        if self._live is not None:
-            self._live.start()
-        return self
-
-    def tick(self, force: bool = False) -> None:
-        if self._live is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < _PROGRESS_EVERY:
-            return
-        self._last = now
-        r = self._report
-        retries = sum(r.retries.values())
-        detail = (f"ok {r.succeeded + r.skipped}  failed {r.failed}  unknown {r.unknown}  "
-                  f"not sent {r.not_sent}  retries {retries}")
-        self._live.update(self._task, completed=r.total, rate=f"{r.throughput:.0f}",
-                          detail=detail)
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._live is not None:
-            self.tick(force=True)
-            self._live.stop()
 
 
 # -- the command --------------------------------------------------------------------------
