@@ -12,8 +12,9 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 from sippet_async import Counters
-from sippet_async._limits import Limits, RateLimiter
+from sippet_async._limits import Limits
 from sippet_async._protocol import HttpResponse
+from sippet_async._ratelimit import RateLimit
 
 from ._virtual import epoll_lateness, run_virtual, worst_window
 
@@ -48,7 +49,7 @@ def test_no_rolling_second_exceeds_r_and_throughput_is_at_least_98_percent(rate:
     seconds = 4.0
 
     async def main() -> list[float]:
-        return await _drive(RateLimiter(rate).acquire, seconds)
+        return await _drive(RateLimit(rate).acquire, seconds)
 
     granted = run_virtual(main, epoll_lateness(seed=rate))
     assert worst_window(granted) <= rate
@@ -60,7 +61,7 @@ def test_no_burst_after_a_pause(rate: int) -> None:
     """After 2 s without requests, the first second of the restart still carries <= R."""
 
     async def main() -> list[float]:
-        return await _drive(RateLimiter(rate).acquire, 6.0, pause_at=2.0, pause_for=2.0)
+        return await _drive(RateLimit(rate).acquire, 6.0, pause_at=2.0, pause_for=2.0)
 
     granted = run_virtual(main, epoll_lateness(seed=7))
     assert worst_window(granted) <= rate
@@ -84,7 +85,7 @@ def test_throttle_lowers_the_rate_and_success_raises_it_back() -> None:
     rate = 100
 
     async def main() -> list[float]:
-        limiter = RateLimiter(rate)
+        limiter = RateLimit(rate)
         rates = [limiter.rate]
         limiter.throttled()
         limiter.throttled()  # the same burst's other 429s: one decrease per window
@@ -113,7 +114,7 @@ def test_a_throttled_limiter_keeps_every_window_under_the_lowered_rate() -> None
     rate = 200
 
     async def main() -> list[float]:
-        limiter = RateLimiter(rate)
+        limiter = RateLimit(rate)
         limiter.throttled()
         return await _drive(limiter.acquire, 3.0)
 
@@ -126,7 +127,7 @@ def test_rates_below_one_per_second_space_requests() -> None:
     """rate_limit=0.5 means one request per two seconds."""
 
     async def main() -> list[float]:
-        return await _drive(RateLimiter(0.5).acquire, 10.0, workers=4)
+        return await _drive(RateLimit(0.5).acquire, 10.0, workers=4)
 
     granted = run_virtual(main)
     assert worst_window(granted, width=2.0) <= 1
