@@ -26,6 +26,7 @@ from sippet_async import (
     RetryPolicy,
     SippetClient,
 )
+from sippet_async._protocol import HttpRequest, HttpResponse
 from sippet_async.testing import FakeSippet, Reply
 
 ACTION: Final = "list_contacts"
@@ -191,3 +192,25 @@ async def test_breaker_changes_arrive_as_events(
     assert all(isinstance(event.wait, float) for event in changes)
     retries = [event for event in events.events if isinstance(event, RetryEvent)]
     assert [(event.attempt, event.cause) for event in retries] == [(1, "transport")]
+
+
+class BrokenClose:
+    """A ``Transport`` that answers nothing and fails to close."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        raise AssertionError("nothing is sent in this test")
+
+    async def aclose(self) -> None:
+        raise RuntimeError("transport close failed")
+
+
+async def test_the_limiter_is_closed_even_when_the_transport_fails_to_close(
+    api_key: str
+) -> None:
+    """client.aclose() closes the limiter after the transport, whatever the transport did."""
+    limiter = Ledger()
+    client = SippetClient(api_key, base_url="http://127.0.0.1:9", transport=BrokenClose(),
+                          rate_limit=limiter)
+    with pytest.raises(RuntimeError, match="transport close failed"):
+        await client.aclose()
+    assert limiter.calls == ["aclose"]
