@@ -31,11 +31,21 @@ from sippet_async._errors import (
     TransportTimeoutError,
     UsageError,
 )
-from sippet_async._hooks import Counters, Hooks
+from sippet_async._hooks import (
+    BreakerEvent,
+    Counters,
+    Hooks,
+    Observer,
+    PauseEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+)
 from sippet_async._iterator import RecordIterator
 from sippet_async._jobs._bulk import BulkJob, BulkReport, Outcome
 from sippet_async._jobs._worker import CallWorker
 from sippet_async._models import ErrorItem, KeysetPage, OffsetPage, RunResult, ValidationResult
+from sippet_async._ratelimit import Pushback, RateLimit, RateLimiter
 from sippet_async._resources import Call, Contact
 from sippet_async._retry import RetryPolicy
 from sippet_async._runner import RequestKeys
@@ -48,6 +58,7 @@ __all__ = [
     "AiohttpTransport",
     "ApiKey",
     "AuthenticationError",
+    "BreakerEvent",
     "BreakerPolicy",
     "BulkJob",
     "BulkReport",
@@ -63,16 +74,24 @@ __all__ = [
     "InvalidInputError",
     "KeysetPage",
     "NotFoundError",
+    "Observer",
     "OffsetPage",
     "Outcome",
     "OutcomeUnknownError",
     "Page",
+    "PauseEvent",
     "ProtocolError",
+    "Pushback",
+    "RateLimit",
     "RateLimitError",
+    "RateLimiter",
     "RecordIterator",
+    "RequestEvent",
     "RequestKeys",
+    "ResponseEvent",
     "ResponseTooLargeError",
     "ResumeToken",
+    "RetryEvent",
     "RetryPolicy",
     "RpcError",
     "RunResult",

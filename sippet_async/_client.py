@@ -38,11 +38,12 @@ from sippet_async._errors import (
     TransportError,
     UsageError,
 )
-from sippet_async._hooks import Counters, Hooks
+from sippet_async._hooks import Counters, Hooks, Observer, engine_hooks
 from sippet_async._iterator import RecordIterator, iterate
 from sippet_async._jobs import _bulk
 from sippet_async._limits import Limits
 from sippet_async._models import RunResult, ValidationResult
+from sippet_async._ratelimit import RateLimiter
 from sippet_async._retry import (
     DEFAULT_RETRY_AFTER_CAP,
     CallState,
@@ -90,13 +91,13 @@ class SippetClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         session: aiohttp.ClientSession | None = None,
         transport: Transport | None = None,
-        rate_limit: float | None = None,
+        rate_limit: float | RateLimiter | None = None,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, shared safely
         idempotent_actions: Collection[str] = frozenset(),
         honours_idempotency_key: bool = False,
         retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
         deadline: float | None = None,
-        hooks: Hooks | None = None,
+        hooks: Hooks | Observer | None = None,
         ssl: _ssl.SSLContext | None = None,
         proxy: str | None = None,
         proxy_auth: tuple[str, str] | None = None,
@@ -117,7 +118,8 @@ class SippetClient:
                 below cannot be combined with it.
             transport: a custom ``Transport`` (not with ``session`` or network options).
             rate_limit: requests per second; no rolling second ever carries more (retries
-                included). None: no client-side rate limit (429s still pause the client).
+                included). Or a ``RateLimiter`` of your own (closed with the client).
+                None: no client-side rate limit (429s still pause the client).
             retry: attempts, backoff and retry budget; ``RetryPolicy(attempts=1)`` disables
                 retries.
             idempotent_actions: writes that are safe to send twice (re-sent after any
@@ -127,7 +129,8 @@ class SippetClient:
             retry_after_cap: a ``Retry-After`` above this many seconds raises
                 ``RateLimitError`` instead of waiting.
             deadline: seconds each call may take in all, attempts and waits included.
-            hooks: callbacks on each request, retry and response (see ``Hooks``).
+            hooks: an ``Observer`` (events on each request, retry, response, pause and
+                breaker change), or an object with the three ``Hooks`` methods.
             ssl: an ``ssl.SSLContext`` for https connections: a private CA, a client
                 certificate. Default: the system's trusted CAs, hostname checked.
             proxy: an ``http://`` or ``https://`` proxy URL for every request (credentials
@@ -186,20 +189,19 @@ class SippetClient:
         cap = check_seconds("retry_after_cap", retry_after_cap)
         cap = math.inf if cap is None else cap  # inf: always wait as told
         self._counters: Final = Counters()
+        taps = engine_hooks(hooks)  # either style, as the positional calls the engine makes
         self._limits: Final = Limits(
             max_concurrency=cfg.max_concurrency, rate_limit=rate_limit, retry_after_cap=cap,
             sleep=retry.sleep or asyncio.sleep, counters=self._counters,
+            on_pause=taps.on_pause,
         )
         self._retrier: Final = Retrier(retry, retry_after_cap=cap, counters=self._counters,
-                                       hooks=hooks)
+                                       hooks=taps.calls)
         if breaker is not None and not isinstance(breaker, BreakerPolicy):
             raise UsageError(f"breaker must be a BreakerPolicy or None, got {breaker!r}")
         backoff = probe_backoff(breaker.probe_wait, breaker.growth, breaker.max_probe_wait,
                                 breaker.jitter) if breaker is not None else _no_backoff
-        # The optional hook, looked up once: implementations of the three-method Hooks
-        # protocol written before it existed keep working.
-        self._on_breaker: Final[Callable[[str, float], None] | None] = getattr(
-            hooks, "on_breaker", None)
+        self._on_breaker: Final[Callable[[str, float], None] | None] = taps.on_breaker
         self._breaker: Final = Breaker(breaker, backoff, on_change=self._breaker_changed)
         self._closed = False
 
@@ -250,11 +252,15 @@ class SippetClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the pooled session (a borrowed one is left open). Safe to call twice."""
+        """Close the pooled session (a borrowed one is left open) and the rate limiter.
+        Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        await self._transport.aclose()
+        try:
+            await self._transport.aclose()
+        finally:
+            await self._limits.aclose()
 
     # -- public calls -----------------------------------------------------------------
 

@@ -1,20 +1,53 @@
-"""Observability of the request engine: the ``Hooks`` protocol and the client's ``Counters``.
+"""Observability of the request engine: hooks, their events, and the client's ``Counters``.
+
+Two styles of hooks, both passed as ``SippetClient(hooks=...)``:
+
+* **An ``Observer``** (the style to use): subclass it and override any of ``on_request``,
+  ``on_retry``, ``on_response``, ``on_pause``, ``on_breaker``; each takes one frozen
+  event (``RequestEvent``, ``RetryEvent``, ...). Events gain fields over time without
+  breaking an observer.
+* **``Hooks``** (the first style, kept working): an object with three positional methods
+  and an optional ``on_breaker(state, wait)``.
+
+The client tells them apart by class, once, when it is built: an instance of ``Observer``
+gets events; any other object must have the three ``Hooks`` methods. Signatures are not
+inspected (a decorator or ``*args`` would fool that), and an object needs no marker.
 
 Hooks are called inline on the request path, so they must be quick and must not block;
-hand anything slow to a queue. They never see the API key or the request headers.
+hand anything slow to a queue. An exception raised in one fails the call. They never see
+the API key or the request headers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["Counters", "Hooks"]
+from sippet_async._errors import UsageError
+
+__all__ = [
+    "BreakerEvent",
+    "BreakerHook",
+    "Counters",
+    "EngineHooks",
+    "Hooks",
+    "Observer",
+    "PauseEvent",
+    "PauseHook",
+    "RequestEvent",
+    "ResponseEvent",
+    "RetryEvent",
+    "engine_hooks",
+]
 
 
 @runtime_checkable
 class Hooks(Protocol):
     """Callbacks for metrics and tracing; implement the three methods (no-ops are fine).
+
+    The first style of hooks, kept working unchanged; new code can subclass ``Observer``
+    instead, whose methods take one event object and which also hears of pauses.
 
     One more method is optional, called only when the hooks object has it:
     ``on_breaker(state: str, wait: float) -> None``, on every change of the client's
@@ -39,6 +72,210 @@ class Hooks(Protocol):
 
     def on_response(self, action: str, attempt: int, status: int, elapsed: float) -> None:
         """A reply arrived: its HTTP status and the seconds the exchange took."""
+
+
+# -- events ---------------------------------------------------------------------------------
+# Stable: fields may be added (with defaults), none will be removed or renamed. Keyword-only,
+# so a field added anywhere breaks no one who builds an event (a test of an observer).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestEvent:
+    """An HTTP attempt of ``action`` is about to be sent (``attempt`` counts from 1)."""
+
+    action: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryEvent:
+    """Attempt ``attempt`` of ``action`` failed; the next one follows after ``wait`` seconds.
+
+    Attributes:
+        cause: ``"connect"``, ``"timeout"``, ``"transport"``, ``"429"``, ``"500"``,
+            ``"502"``, ``"503"``, ``"504"`` (the keys of ``Counters.retries``), or
+            ``"unknown"``.
+    """
+
+    action: str
+    attempt: int
+    cause: str
+    wait: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResponseEvent:
+    """A reply to attempt ``attempt`` of ``action`` arrived.
+
+    Attributes:
+        status: its HTTP status, whatever it is (a 503 is a response too).
+        duration: seconds from handing the request to the transport to the reply.
+    """
+
+    action: str
+    attempt: int
+    status: int
+    duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseEvent:
+    """The reply to attempt ``attempt`` of ``action`` began or extended the client's shared
+    pause: no request of the client is sent for ``wait`` seconds from now.
+
+    ``Counters.pauses`` counts the pauses that begin; an observer also hears of each one
+    that grows (another reply asking for a longer wait).
+
+    Attributes:
+        cause: ``"429"`` or ``"503"`` (a reply with ``Retry-After``), or ``"hint"``
+            (``RateLimit-Remaining: 0`` until the window resets).
+    """
+
+    action: str
+    attempt: int
+    cause: str
+    wait: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerEvent:
+    """The client's breaker changed state.
+
+    Attributes:
+        state: ``"suspect"`` (an attempt got no answer; the next one goes alone as a scout),
+            ``"scouting"`` (the scout is out; other attempts wait for it), ``"open"`` (the
+            server looks unreachable), ``"probing"`` (a probe is out) or ``"closed"``
+            (something answered).
+        wait: with ``"open"``, seconds until the next probe may go.
+    """
+
+    state: str
+    wait: float
+
+
+class Observer:
+    """Event hooks: subclass and override the methods you need; each gets one event.
+
+    A method left as it is here is never called, and its event is never built. The client
+    recognises an observer by this base class (see the module docstring), so subclassing
+    it is what selects the event style.
+
+    Example:
+        class Metrics(Observer):
+            def on_response(self, event: ResponseEvent) -> None:
+                latency.labels(event.action, event.status).observe(event.duration)
+
+            def on_pause(self, event: PauseEvent) -> None:
+                log.warning("paused %.1fs after a %s", event.wait, event.cause)
+
+        client = SippetClient(hooks=Metrics())
+    """
+
+    __slots__ = ()
+
+    def on_request(self, event: RequestEvent) -> None:
+        """An HTTP attempt is about to be sent."""
+
+    def on_retry(self, event: RetryEvent) -> None:
+        """An attempt failed and the call will try again after ``event.wait``."""
+
+    def on_response(self, event: ResponseEvent) -> None:
+        """A reply arrived (any status)."""
+
+    def on_pause(self, event: PauseEvent) -> None:
+        """A 429, a 503 with ``Retry-After`` or an exhausted window paused every request."""
+
+    def on_breaker(self, event: BreakerEvent) -> None:
+        """The breaker changed state."""
+
+
+# -- what the engine calls ------------------------------------------------------------------
+
+PauseHook = Callable[[str, int, str, float], None]  # (action, attempt, cause, wait)
+BreakerHook = Callable[[str, float], None]  # (state, wait)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHooks:
+    """The user's hooks as the engine calls them, positional; None where nothing listens.
+
+    ``calls`` is the user's own object for ``Hooks``, or a relay that builds events for an
+    ``Observer``; it is None unless someone listens to requests, retries or responses, so
+    a client without hooks builds and calls nothing per request.
+    """
+
+    calls: Hooks | None = None
+    on_pause: PauseHook | None = None
+    on_breaker: BreakerHook | None = None
+
+
+def engine_hooks(hooks: Hooks | Observer | None) -> EngineHooks:
+    """Sort ``hooks=`` out once, when the client is built.
+
+    Raises:
+        UsageError: ``hooks`` is neither an ``Observer``, a ``Hooks`` instance nor None.
+    """
+    if hooks is None:
+        return _NO_HOOKS
+    if isinstance(hooks, Observer):
+        relay = _Relay(hooks)
+        return EngineHooks(
+            calls=relay if relay.per_attempt else None,
+            on_pause=relay.on_pause if relay.pause is not None else None,
+            on_breaker=relay.on_breaker if relay.breaker is not None else None,
+        )
+    # A class has the methods too, but calling them unbound would fail on the first request.
+    if isinstance(hooks, type) or not isinstance(hooks, Hooks):
+        raise UsageError("hooks must be an Observer, or an object with on_request, on_retry "
+                         f"and on_response (see Hooks), got {hooks!r}")
+    # on_breaker is optional: Hooks written before it existed keep working.
+    return EngineHooks(calls=hooks, on_breaker=getattr(hooks, "on_breaker", None))
+
+
+_NO_HOOKS: Final = EngineHooks()
+
+
+def _overridden(observer: Observer, name: str) -> bool:
+    """Whether ``observer`` has its own ``name`` (its class's or an attribute it was given)."""
+    method = getattr(observer, name)
+    return getattr(method, "__func__", method) is not getattr(Observer, name)
+
+
+class _Relay:
+    """An ``Observer`` behind the positional ``Hooks`` methods: each builds its event only
+    when the observer overrides the matching method."""
+
+    __slots__ = ("breaker", "pause", "per_attempt", "request", "response", "retry")
+
+    def __init__(self, observer: Observer) -> None:
+        self.request = observer.on_request if _overridden(observer, "on_request") else None
+        self.retry = observer.on_retry if _overridden(observer, "on_retry") else None
+        self.response = observer.on_response if _overridden(observer, "on_response") else None
+        self.pause = observer.on_pause if _overridden(observer, "on_pause") else None
+        self.breaker = observer.on_breaker if _overridden(observer, "on_breaker") else None
+        self.per_attempt = (self.request is not None or self.retry is not None
+                            or self.response is not None)
+
+    def on_request(self, action: str, attempt: int) -> None:
+        if self.request is not None:
+            self.request(RequestEvent(action=action, attempt=attempt))
+
+    def on_retry(self, action: str, attempt: int, cause: str, wait: float) -> None:
+        if self.retry is not None:
+            self.retry(RetryEvent(action=action, attempt=attempt, cause=cause, wait=wait))
+
+    def on_response(self, action: str, attempt: int, status: int, elapsed: float) -> None:
+        if self.response is not None:
+            self.response(ResponseEvent(action=action, attempt=attempt, status=status,
+                                        duration=elapsed))
+
+    def on_pause(self, action: str, attempt: int, cause: str, wait: float) -> None:
+        if self.pause is not None:
+            self.pause(PauseEvent(action=action, attempt=attempt, cause=cause, wait=wait))
+
+    def on_breaker(self, state: str, wait: float) -> None:
+        if self.breaker is not None:
+            self.breaker(BreakerEvent(state=state, wait=wait))
 
 
 @dataclass(slots=True)

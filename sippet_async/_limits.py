@@ -6,13 +6,9 @@ client's concurrency slots, and every reply goes through ``Limits.observe``:
 * **The pause gate** is one deadline shared by every task of a client. A 429 or a 503 with
   ``Retry-After`` (or ``RateLimit-Remaining: 0``) moves it forward; no request is sent
   until it has passed. A wait longer than ``retry_after_cap`` raises ``RateLimitError``.
-* **The rate limiter** keeps every rolling window of one second (plus a small margin) at
-  or under R requests, including the first second and the moment after a pause, while
-  sustaining ~0.985 R. aiolimiter paces requests evenly with a small bucket (its default, a
-  bucket of a whole second's quota, lets 2 R through in the first second); a log of recent
-  send times makes the window bound exact whatever the timer jitter. The effective rate
-  drops to 0.7 of itself on a 429 and climbs back by 5% of R per half second of success
-  (AIMD).
+* **The rate limiter** (any ``RateLimiter``; ``RateLimit`` in ``_ratelimit`` is the
+  built-in one) gives a token per attempt and hears what each reply said about the
+  server's limit. It only paces: the gate and the slots stay here whatever is plugged in.
 """
 
 from __future__ import annotations
@@ -20,122 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from aiolimiter import AsyncLimiter
-
 from sippet_async import _protocol as protocol
-from sippet_async._errors import RateLimitError, UsageError
-from sippet_async._hooks import Counters
+from sippet_async._errors import RateLimitError
+from sippet_async._hooks import Counters, PauseHook
+from sippet_async._ratelimit import Pushback, RateLimit, RateLimiter, check_rate
 
-__all__ = ["Limits", "PauseGate", "RateLimiter", "Slots"]
+__all__ = ["Limits", "PauseGate", "Slots"]
 
 log: Final = logging.getLogger("sippet_async")
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
-
-# Our send time and the server's arrival time differ by network and event-loop jitter;
-# counting windows of 1.015 s keeps the server's 1 s windows within R while requests arrive
-# up to 15 ms later than their neighbours (measured here: 10 ms was not always enough on a
-# busy 2-core machine at 1,000/s), at 0.985 R.
-DEFAULT_WINDOW_MARGIN: Final = 0.015
-# The pacer may release this many seconds' worth of requests at once, so a timer that
-# fires a millisecond late costs no throughput (the window log still bounds every window).
-PACE_SLACK: Final = 0.01
-DECREASE: Final = 0.7  # multiplicative decrease on a 429 / 503 with Retry-After
-# Additive increase, as a fraction of R, per half second of replies without pushback (the
-# first one a whole window after the decrease): back from 0.7 R to R in about 4 s, quick
-# enough that a stray 429 costs little, slow enough not to oscillate against a real limit.
-INCREASE_STEP: Final = 0.05
-INCREASE_INTERVAL: Final = 0.5
-MIN_FACTOR: Final = 0.05  # never below 5% of R: a transient storm must not stall a job
-# A hint that leaves fewer than half the requests we would send before its reset slows us.
-HINT_HEADROOM: Final = 0.5
-
-
-class RateLimiter:
-    """At most R requests in any rolling second, spread evenly, with an adaptive rate.
-
-    ``acquire()`` before each HTTP attempt. Uses the running loop's clock, so a test can
-    drive it with a loop whose clock it controls.
-    """
-
-    def __init__(self, per_second: float, *, margin: float = DEFAULT_WINDOW_MARGIN) -> None:
-        if isinstance(per_second, bool) or not isinstance(per_second, int | float) \
-                or not math.isfinite(per_second) or per_second <= 0:
-            raise UsageError(f"rate_limit must be a positive number of requests per second, "
-                             f"got {per_second!r}")
-        self.per_second = float(per_second)
-        # Below 1/s the window is the time one request takes: 0.5/s is 1 per 2 s.
-        period = max(1.0, 1.0 / per_second)
-        self._quota = max(1, math.floor(per_second * period + 1e-9))
-        self._window = period + margin
-        self._factor = 1.0
-        self._limit = self._quota
-        self._changed_at = -math.inf
-        self._decreased_at = -math.inf
-        self._sent: deque[float] = deque()
-        self._lock = asyncio.Lock()
-        self._pacer = self._new_pacer()
-
-    @property
-    def rate(self) -> float:
-        """The current sustained rate, requests per second (lowered after throttling)."""
-        return self._limit / self._window
-
-    def _new_pacer(self) -> AsyncLimiter:
-        rate = self._limit / self._window
-        burst = min(self._limit, max(2, math.ceil(rate * PACE_SLACK)))
-        return AsyncLimiter(burst, burst / rate)
-
-    async def acquire(self) -> None:
-        """Wait for this request's turn."""
-        await self._pacer.acquire()
-        async with self._lock:  # FIFO: one waiter at a time owns the window log
-            loop = asyncio.get_running_loop()
-            sent = self._sent
-            while True:
-                now = loop.time()
-                horizon = now - self._window
-                while sent and sent[0] <= horizon:
-                    sent.popleft()
-                if len(sent) < self._limit:
-                    sent.append(now)
-                    return
-                await asyncio.sleep(sent[-self._limit] - horizon)
-
-    def throttled(self) -> None:
-        """The server pushed back: lower the rate to 0.7 of itself.
-
-        Once per window: the replies of one burst all say the same thing.
-        """
-        now = asyncio.get_running_loop().time()
-        if now - self._decreased_at >= self._window:
-            self._decreased_at = now
-            self._set_factor(max(MIN_FACTOR, self._factor * DECREASE), now)
-
-    def succeeded(self) -> None:
-        """A reply without pushback: climb back towards R, one step per interval."""
-        if self._factor < 1.0:
-            now = asyncio.get_running_loop().time()
-            if now - self._changed_at >= INCREASE_INTERVAL \
-                    and now - self._decreased_at >= self._window:
-                self._set_factor(min(1.0, self._factor + INCREASE_STEP), now)
-
-    def _set_factor(self, factor: float, now: float) -> None:
-        self._factor = factor
-        self._changed_at = now
-        limit = max(1, math.floor(self._quota * factor + 1e-9))
-        if limit != self._limit:
-            self._limit = limit
-            # Waiters already in the old pacer finish there; the window log bounds both.
-            self._pacer = self._new_pacer()
-            log.debug("rate limit now %.1f/s", self.rate)
 
 
 class Slots:
@@ -204,11 +100,12 @@ class PauseGate:
     """One pause shared by every request of a client: nothing is sent until it passes."""
 
     def __init__(self, *, sleep: Sleep, cap: float, counters: Counters,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, on_pause: PauseHook | None = None) -> None:
         self._sleep = sleep
         self._cap = cap
         self._counters = counters
         self._clock = clock
+        self._on_pause = on_pause
         self._until = 0.0  # 0.0: never paused (saves a clock read per request)
 
     def closed(self) -> bool:
@@ -216,7 +113,12 @@ class PauseGate:
         return self._until > 0.0 and self._clock() < self._until
 
     def pause(self, seconds: float, *, action: str, attempt: int, cause: str) -> None:
-        """Hold every request back for ``seconds`` from now (extends, never shortens)."""
+        """Hold every request back for ``seconds`` from now (extends, never shortens).
+
+        ``cause`` is ``"429"`` or ``"503"`` (a reply with ``Retry-After``) or ``"hint"``
+        (``RateLimit-Remaining: 0``); the pause hook hears of every pause that begins or
+        grows, ``counters.pauses`` counts those that begin.
+        """
         now = self._clock()
         until = now + seconds
         if until <= self._until:
@@ -224,11 +126,13 @@ class PauseGate:
         if self._until <= now:
             self._counters.pauses += 1
             log.info("%s: attempt %d got %s; pausing every request for %.3fs",
-                     action, attempt, cause, seconds)
+                     action, attempt, _PAUSE_CAUSES[cause], seconds)
         else:
             log.debug("%s: attempt %d got %s; pause extended to %.3fs", action, attempt,
-                      cause, seconds)
+                      _PAUSE_CAUSES[cause], seconds)
         self._until = until
+        if self._on_pause is not None:
+            self._on_pause(action, attempt, cause, seconds)
 
     @property
     def until(self) -> float:
@@ -255,16 +159,38 @@ class PauseGate:
                 return until
 
 
+# What began a pause, as the log says it.
+_PAUSE_CAUSES: Final = {
+    "429": "HTTP 429 with Retry-After",
+    "503": "HTTP 503 with Retry-After",
+    "hint": "RateLimit-Remaining: 0",
+}
+
+
 class Limits:
     """A client's admission control: concurrency slots, the pause gate, the rate limiter."""
 
-    def __init__(self, *, max_concurrency: int, rate_limit: float | None,
-                 retry_after_cap: float, sleep: Sleep, counters: Counters) -> None:
+    def __init__(self, *, max_concurrency: int, rate_limit: float | RateLimiter | None,
+                 retry_after_cap: float, sleep: Sleep, counters: Counters,
+                 on_pause: PauseHook | None = None) -> None:
+        """Build the slots, the gate and the limiter of one client.
+
+        Args:
+            rate_limit: requests per second (the built-in ``RateLimit``), any
+                ``RateLimiter``, or None for no limiter.
+            on_pause: called with ``(action, attempt, cause, wait)`` when the shared
+                pause begins or grows.
+
+        Raises:
+            UsageError: ``rate_limit`` is neither a positive number, a ``RateLimiter``
+                instance nor None.
+        """
         # Every attempt holds a slot from the gate check to its reply: a request queued
         # for a connection must not pass the pause gate before the pause begins.
         self.slots = Slots(max_concurrency)
-        self.gate = PauseGate(sleep=sleep, cap=retry_after_cap, counters=counters)
-        self.limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        self.gate = PauseGate(sleep=sleep, cap=retry_after_cap, counters=counters,
+                              on_pause=on_pause)
+        self.limiter = _limiter(rate_limit)
         self._cap = retry_after_cap
         self._counters = counters
 
@@ -286,7 +212,7 @@ class Limits:
                 return
 
     def observe(self, action: str, attempt: int, response: protocol.HttpResponse) -> None:
-        """Learn from a reply: Retry-After pauses, rate-limit hints, AIMD (§12.1)."""
+        """Learn from a reply: Retry-After pauses, rate-limit hints, the limiter (§12.1)."""
         status = response.status
         if status == 429 or status == 503:
             self._throttled(action, attempt, status, response)
@@ -296,27 +222,46 @@ class Limits:
             limiter.succeeded()
         hint = protocol.parse_rate_limit(response.headers)
         if hint is not None:
-            self._hinted(action, attempt, hint)
+            self._hinted(action, attempt, status, hint)
+
+    async def aclose(self) -> None:
+        """Close the rate limiter (the client is closing)."""
+        if self.limiter is not None:
+            await self.limiter.aclose()
 
     def _throttled(self, action: str, attempt: int, status: int,
                    response: protocol.HttpResponse) -> None:
         if status == 429:
             self._counters.rate_limited += 1
-        retry_after = protocol.parse_retry_after(protocol.header(response.headers,
-                                                                 "Retry-After"))
+        headers = response.headers
+        retry_after = protocol.parse_retry_after(protocol.header(headers, "Retry-After"))
         if retry_after is not None and retry_after > 0:
-            self.gate.pause(retry_after, action=action, attempt=attempt,
-                            cause=f"HTTP {status} with Retry-After")
+            self.gate.pause(retry_after, action=action, attempt=attempt, cause=str(status))
+        # A 503 without Retry-After is a server error, not pushback.
         if self.limiter is not None and (status == 429 or retry_after is not None):
-            self.limiter.throttled()
+            hint = protocol.parse_rate_limit(headers)
+            self.limiter.pushback(Pushback(
+                status=status, retry_after=retry_after,
+                remaining=None if hint is None else hint.remaining,
+                reset=None if hint is None else hint.reset,
+                limit=None if hint is None else hint.limit))
 
-    def _hinted(self, action: str, attempt: int, hint: protocol.RateLimitHint) -> None:
-        """Slow down before the server says 429 (§12.1 hints; malformed ones never get here)."""
-        if hint.remaining == 0:
-            if 0 < hint.reset <= self._cap:
-                self.gate.pause(hint.reset, action=action, attempt=attempt,
-                                cause="RateLimit-Remaining: 0")
-            return
-        limiter = self.limiter
-        if limiter is not None and hint.remaining < limiter.rate * hint.reset * HINT_HEADROOM:
-            limiter.throttled()
+    def _hinted(self, action: str, attempt: int, status: int,
+                hint: protocol.RateLimitHint) -> None:
+        """An exhausted window pauses every request; the limiter judges the rest
+        (§12.1 hints; malformed ones never get here)."""
+        if hint.remaining == 0 and 0 < hint.reset <= self._cap:
+            self.gate.pause(hint.reset, action=action, attempt=attempt, cause="hint")
+        if self.limiter is not None:
+            self.limiter.pushback(Pushback(status=status, remaining=hint.remaining,
+                                           reset=hint.reset, limit=hint.limit))
+
+
+def _limiter(rate_limit: float | RateLimiter | None) -> RateLimiter | None:
+    """``rate_limit=`` as a limiter: a number builds the built-in one."""
+    if rate_limit is None:
+        return None
+    # A class has the methods too; only an instance can be called.
+    if isinstance(rate_limit, RateLimiter) and not isinstance(rate_limit, type):
+        return rate_limit
+    return RateLimit(check_rate("rate_limit", rate_limit))

@@ -210,7 +210,7 @@ def test_runtime_probe_sees_network_imports() -> None:
 LAYERS: Final = (
     ("pure", ("_version", "_errors", "_config", "_models", "_protocol", "_walk", "_hooks",
               "_resources", "_runner")),
-    ("engine", ("_transport", "_retry", "_limits", "_breaker")),
+    ("engine", ("_transport", "_retry", "_ratelimit", "_limits", "_breaker")),
     ("consumers", ("_iterator", "_jobs")),
     ("client", ("_client",)),
     ("package", ("__init__",)),

@@ -8,7 +8,8 @@ import asyncio
 import msgspec
 import pytest
 
-from sippet_async import RateLimitError, ServerError
+from sippet_async import Counters, RateLimitError, ServerError
+from sippet_async._limits import PauseGate
 from sippet_async.testing import FakeSippet, Faults, Reply
 
 from ._support import KEY, FakeSleep, Recorder, client_for, new_call
@@ -144,3 +145,23 @@ async def test_a_429_from_the_servers_window_slows_the_client_down(sleep: FakeSl
         assert client.counters.rate_limited > 0
         assert client.counters.pauses > 0
     assert len(results) == 30
+
+
+def test_the_pause_hook_hears_each_pause_that_begins_or_grows() -> None:
+    """Retry-After 1, then 3, then 2 (inside the 3): two hook calls, one pause counted."""
+    now = [100.0]
+    heard: list[tuple[str, int, str, float]] = []
+    counters = Counters()
+
+    async def never(seconds: float) -> None:
+        raise AssertionError("nothing waits here")
+
+    gate = PauseGate(sleep=never, cap=60.0, counters=counters, clock=lambda: now[0],
+                     on_pause=lambda *args: heard.append(args))
+    gate.pause(1.0, action="list_contacts", attempt=1, cause="429")
+    now[0] += 0.5
+    gate.pause(3.0, action="list_contacts", attempt=2, cause="503")
+    gate.pause(2.0, action="create_call", attempt=1, cause="hint")
+    assert heard == [("list_contacts", 1, "429", 1.0), ("list_contacts", 2, "503", 3.0)]
+    assert counters.pauses == 1
+    assert gate.until == 103.5

@@ -11,10 +11,11 @@ import asyncio
 import pytest
 from aiolimiter import AsyncLimiter
 
-from sippet_async import Counters
-from sippet_async._limits import Limits, RateLimiter
+from sippet_async import Counters, Pushback, RateLimit, SippetClient, UsageError
+from sippet_async._limits import Limits
 from sippet_async._protocol import HttpResponse
 
+from ._support import KEY
 from ._virtual import epoll_lateness, run_virtual, worst_window
 
 WORKERS = 64
@@ -48,7 +49,7 @@ def test_no_rolling_second_exceeds_r_and_throughput_is_at_least_98_percent(rate:
     seconds = 4.0
 
     async def main() -> list[float]:
-        return await _drive(RateLimiter(rate).acquire, seconds)
+        return await _drive(RateLimit(rate).acquire, seconds)
 
     granted = run_virtual(main, epoll_lateness(seed=rate))
     assert worst_window(granted) <= rate
@@ -60,7 +61,7 @@ def test_no_burst_after_a_pause(rate: int) -> None:
     """After 2 s without requests, the first second of the restart still carries <= R."""
 
     async def main() -> list[float]:
-        return await _drive(RateLimiter(rate).acquire, 6.0, pause_at=2.0, pause_for=2.0)
+        return await _drive(RateLimit(rate).acquire, 6.0, pause_at=2.0, pause_for=2.0)
 
     granted = run_virtual(main, epoll_lateness(seed=7))
     assert worst_window(granted) <= rate
@@ -84,7 +85,7 @@ def test_throttle_lowers_the_rate_and_success_raises_it_back() -> None:
     rate = 100
 
     async def main() -> list[float]:
-        limiter = RateLimiter(rate)
+        limiter = RateLimit(rate)
         rates = [limiter.rate]
         limiter.throttled()
         limiter.throttled()  # the same burst's other 429s: one decrease per window
@@ -113,7 +114,7 @@ def test_a_throttled_limiter_keeps_every_window_under_the_lowered_rate() -> None
     rate = 200
 
     async def main() -> list[float]:
-        limiter = RateLimiter(rate)
+        limiter = RateLimit(rate)
         limiter.throttled()
         return await _drive(limiter.acquire, 3.0)
 
@@ -126,7 +127,7 @@ def test_rates_below_one_per_second_space_requests() -> None:
     """rate_limit=0.5 means one request per two seconds."""
 
     async def main() -> list[float]:
-        return await _drive(RateLimiter(0.5).acquire, 10.0, workers=4)
+        return await _drive(RateLimit(0.5).acquire, 10.0, workers=4)
 
     granted = run_virtual(main)
     assert worst_window(granted, width=2.0) <= 1
@@ -208,3 +209,53 @@ def test_without_a_rate_limit_the_gate_still_pauses() -> None:
         return limits.gate.closed(), counters.pauses
 
     assert run_virtual(main) == (True, 1)
+
+
+def test_the_built_in_limiter_judges_pushback() -> None:
+    """A 429 lowers the rate; hints with plenty left, or none left (the gate's business), do
+    not."""
+
+    async def main() -> list[float]:
+        rates = []
+        for pushback in (Pushback(status=200, remaining=900, reset=1.0),
+                         Pushback(status=200, remaining=0, reset=1.0),
+                         Pushback(status=429, retry_after=1.0)):
+            limiter = RateLimit(100)
+            limiter.pushback(pushback)
+            rates.append(limiter.rate / RateLimit(100).rate)
+        return rates
+
+    assert [round(r, 2) for r in run_virtual(main)] == [1.0, 1.0, 0.7]
+
+
+def test_an_exhausted_window_pauses_without_lowering_the_rate() -> None:
+    """RateLimit-Remaining: 0 with the reset in 1 s closes the gate; the rate stays."""
+
+    async def main() -> tuple[bool, float, float]:
+        limits, _, _ = _limits()
+        assert isinstance(limits.limiter, RateLimit)
+        before = limits.limiter.rate
+        limits.observe("list_contacts", 1, _reply(RateLimit_Remaining="0", RateLimit_Reset="1"))
+        return limits.gate.closed(), before, limits.limiter.rate
+
+    closed, before, after = run_virtual(main)
+    assert closed
+    assert after == before
+
+
+def test_rate_limit_takes_a_limiter_instance() -> None:
+    """An instance is used as it is; a class (not instantiated) is refused like a bad number."""
+    limiter = RateLimit(5)
+    limits = Limits(max_concurrency=1, rate_limit=limiter, retry_after_cap=1.0,
+                    sleep=asyncio.sleep, counters=Counters())
+    assert limits.limiter is limiter
+    with pytest.raises(UsageError, match="rate_limit must be a positive number"):
+        SippetClient(KEY, rate_limit=RateLimit)  # type: ignore[arg-type]
+
+
+def test_the_built_in_limiter_names_its_own_argument() -> None:
+    """RateLimit(0) says per_second; SippetClient(rate_limit=0) still says rate_limit."""
+    with pytest.raises(UsageError, match="per_second must be a positive number"):
+        RateLimit(0)
+    with pytest.raises(UsageError, match="rate_limit must be a positive number"):
+        SippetClient(KEY, rate_limit=0)

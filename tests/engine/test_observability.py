@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
 
-from sippet_async import Counters, Hooks, OutcomeUnknownError
+from sippet_async import (
+    Counters,
+    Hooks,
+    Observer,
+    OutcomeUnknownError,
+    PauseEvent,
+    RequestEvent,
+    RetryEvent,
+    SippetClient,
+    UsageError,
+)
+from sippet_async._hooks import EngineHooks, engine_hooks
 from sippet_async.testing import FakeSippet, Reply
 
 from ._support import KEY, FakeSleep, Recorder, client_for, new_call
@@ -72,3 +84,41 @@ async def test_a_hook_that_raises_fails_the_call_loudly(server: FakeSippet) -> N
     async with client_for(server, hooks=Broken()) as client:
         with pytest.raises(RuntimeError, match="metrics backend down"):
             await client.run("list_contacts", fields=["id"])
+
+
+class OnlyPauses(Observer):
+    """Listens to pauses and nothing else."""
+
+    def on_pause(self, event: PauseEvent) -> None: ...
+
+
+def test_without_listeners_the_engine_is_given_nothing_to_call() -> None:
+    """hooks=None, or an Observer that overrides nothing per attempt: no per-request calls."""
+    assert engine_hooks(None) == EngineHooks()
+    assert engine_hooks(Observer()) == EngineHooks()
+    only_pauses = engine_hooks(OnlyPauses())
+    assert only_pauses.calls is None
+    assert only_pauses.on_breaker is None
+    assert only_pauses.on_pause is not None
+
+
+def test_a_hooks_object_reaches_the_engine_unchanged() -> None:
+    """The three-method style is not wrapped: the engine calls the user's own object."""
+    hooks = Recorder()
+    assert engine_hooks(hooks) == EngineHooks(calls=hooks)
+
+
+@pytest.mark.parametrize("hooks", [object(), Recorder, OnlyPauses, "on_request"])
+def test_hooks_of_neither_style_are_a_usage_error(hooks: object) -> None:
+    """Not an Observer, not a Hooks instance (a class is not an instance): UsageError."""
+    with pytest.raises(UsageError, match="hooks"):
+        SippetClient(KEY, hooks=hooks)  # type: ignore[arg-type]
+
+
+def test_events_are_frozen_and_built_with_keywords() -> None:
+    """Events cannot be changed, and a field added later cannot shift positional callers."""
+    event = RetryEvent(action="list_contacts", attempt=1, cause="503", wait=1.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.wait = 0.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        RequestEvent("list_contacts", 1)  # type: ignore[misc]
