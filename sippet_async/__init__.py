@@ -33,7 +33,8 @@ from sippet_async._errors import (
 )
 from sippet_async._hooks import Counters, Hooks
 from sippet_async._iterator import RecordIterator
-from sippet_async._jobs._bulk import BulkJob, BulkReport, Outcome
+from sippet_async._jobs._bulk import BulkJob
+from sippet_async._jobs._report import BulkReport, Outcome
 from sippet_async._jobs._worker import CallWorker
 from sippet_async._models import ErrorItem, KeysetPage, OffsetPage, RunResult, ValidationResult
 from sippet_async._resources import Call, Contact
