@@ -103,7 +103,8 @@ class ItemDriver(Generic[T]):
         self._key_prefix: str | None = None
         self.stopped_by: SippetError | None = None  # abort(): why nothing more is sent
         self.scheduler: Scheduler[T, _Work[T], Outcome[T]] = Scheduler(
-            items, self, concurrency=concurrency, ordered=ordered, window=window)
+            items, self, concurrency=concurrency, ordered=ordered, window=window,
+            name="sippet-bulk")
 
     def open(self, job_id: str) -> None:
         """Open the journal (its job id wins over ``job_id``) and build the shared keys."""
@@ -154,7 +155,7 @@ class ItemDriver(Generic[T]):
             )
         state = admit(previous.status)
         if state is None:
-            return Finished(self._report.settle(index, item, "skipped", key=key,
+            return Finished(self._report._settle(index, item, "skipped", key=key,
                                                 record=previous.record_id))
         return _Work(index, item, key, previous.status, state)
 
@@ -263,7 +264,7 @@ class ItemDriver(Generic[T]):
         if journal is not None and work.key is not None and status != "not_sent" \
                 and why is not Why.INTERRUPTED:
             journal.finished(work.index, work.key, status, record_id=record, error=error)
-        return self._report.settle(
+        return self._report._settle(
             work.index, work.item, status, data=data, error=error,
             attempts=work.state.attempts, record=record, reconciled=why is Why.FOUND,
             interrupted=why is Why.INTERRUPTED, key=work.key)

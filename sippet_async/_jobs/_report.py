@@ -1,6 +1,6 @@
 """What a bulk job hands back: one ``Outcome`` per input item and the job's ``BulkReport``.
 
-``BulkReport.settle`` is the one place an outcome is counted, so the report's counts always
+``BulkReport._settle`` is the one place an outcome is counted, so the report's counts always
 match what was yielded (plus the ``interrupted`` items, which the caller never saw).
 """
 
@@ -126,7 +126,7 @@ class BulkReport:
         """Record one extra send by the bulk engine itself."""
         self._own[cause] = self._own.get(cause, 0) + 1
 
-    def settle(
+    def _settle(
         self, index: int, item: T, status: Status, *, data: Any = None,
         error: SippetError | None = None, attempts: int = 0, record: str | None = None,
         reconciled: bool = False, interrupted: bool = False, key: str | None = None,

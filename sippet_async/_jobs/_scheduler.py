@@ -79,7 +79,7 @@ class Scheduler(Generic[T, W, O]):
 
     def __init__(
         self, items: Iterable[T] | AsyncIterable[T], handler: Handler[T, W, O], *,
-        concurrency: int, ordered: bool, window: int,
+        concurrency: int, ordered: bool, window: int, name: str = "scheduler",
     ) -> None:
         self.state = JobState.RUNNING
         self.interrupted: list[O] = []  # outputs of items cut off after the caller left
@@ -88,6 +88,7 @@ class Scheduler(Generic[T, W, O]):
         self._concurrency = concurrency
         self._ordered = ordered
         self._window = window
+        self._name = name  # of the worker tasks, for debugging: "<name>-worker-<n>"
         self._out: asyncio.Queue[Any] = asyncio.Queue()
         self._buffer: dict[int, O] = {}  # ordered: outputs waiting for an earlier one
         self._room_waiters = 0  # workers waiting for the caller to take outputs
@@ -144,7 +145,7 @@ class Scheduler(Generic[T, W, O]):
             self._source = self._sync = iter(items)
         self._running = self._concurrency
         self._workers = [
-            asyncio.create_task(self._work(), name=f"sippet-bulk-worker-{n}")
+            asyncio.create_task(self._work(), name=f"{self._name}-worker-{n}")
             for n in range(self._concurrency)
         ]
 
