@@ -7,9 +7,11 @@ items ──next()──▶ N workers ──▶ out-queue ──▶ (reorder win
                     └ retries ran out ─▶ set aside ─▶ one redrive pass at the end
 ```
 
-This module is the glue: the scheduler (``_scheduler``) runs the workers over the input;
-for each item the sans-I/O policy (``_policy``) says what to do next, and this module does
-it (``client.run``, ``reconcile``, the journal, waiting out an outage) and reports back.
+This module is the public face, ``BulkJob`` and ``bulk()``; the parts, by responsibility:
+``_scheduler`` runs the workers over the input (and knows nothing of Sippet), ``_state`` is
+the job's one state enum, ``_policy`` is one item's lifecycle with no I/O (the write-safety
+rule), ``_items`` does the I/O the policy asks for (``client.run``, ``reconcile``, the
+journal, waiting out an outage) and ``_report`` makes the outcomes and counts them.
 Workers call the client's public ``run``; the request engine below has already retried
 whatever was safe, so what reaches the bulk engine is final except for two cases:
 

@@ -32,12 +32,10 @@ from sippet_async._errors import (
 from sippet_async._jobs._journal import Journal, key_digest
 from sippet_async._jobs._policy import (
     NEW_ITEM,
-    Act,
     Action,
     Event,
     ItemState,
     Rules,
-    Stage,
     Why,
     admit,
     step,
@@ -149,7 +147,7 @@ class ItemDriver(Generic[T]):
             return _Work(index, item, key, None, NEW_ITEM)
         if previous.digest != key_digest(key):
             raise UsageError(
-                f"journal {self._journal_path}: item {index} has key {key!r}, which is not "
+                f"journal {self._journal_path}: item {index} has key {key!r}, which != "
                 "the item an earlier run recorded there; the input changed. Use the same "
                 "input, or another journal path to start over"
             )
@@ -162,45 +160,45 @@ class ItemDriver(Generic[T]):
     async def process(self, work: _Work[T]) -> Outcome[T] | None:
         """Drive one item through the policy: its outcome, or None when set aside."""
         rules, scheduler = self._rules, self.scheduler
-        begun, action = step(work.state, Event.BEGIN, rules, scheduler.state)
+        begun, action = step(work.state, "begin", rules, scheduler.state)
         keys: dict[str, Any] = {}
-        if action.act is not Act.SETTLE:
+        if action.act != "settle":
             try:
                 keys = self._keys(work)
             except Exception as exc:  # the caller's request= failed on this item: reject it
                 work.error = UsageError(f"cannot build the request for item {work.index}: {exc}")
                 work.error.__cause__ = exc
-                begun, action = step(work.state, Event.BAD_REQUEST, rules, scheduler.state)
+                begun, action = step(work.state, "bad_request", rules, scheduler.state)
         work.state = begun
         data: Any = None
         while True:
             act = action.act
-            if act is Act.SETTLE:
+            if act == "settle":
                 return self._settle(work, action, data)
-            if act is Act.DEFER:
+            if act == "defer":
                 error = work.error
                 cause = error.__cause__ if isinstance(error, OutcomeUnknownError) else error
                 self._report.count_retry(f"redrive_{_cause(cause)}")
                 return None
-            if act is Act.SEND:
+            if act == "send":
                 event, data = await self._send(work, keys, action)
-            elif act is Act.LOOKUP:
+            elif act == "lookup":
                 event, data = await self._lookup(work)
             else:
                 reachable = await self._client.wait_reachable(self._redrive_wait)
-                event = Event.REACHABLE if reachable else Event.UNREACHABLE
+                event = "reachable" if reachable else "unreachable"
             work.state, action = step(work.state, event, rules, scheduler.state)
 
     def release(self, work: _Work[T]) -> Outcome[T]:
         """An item set aside that gets no redrive (the job stopped): as it stands."""
-        work.state, action = step(work.state, Event.RELEASED, self._rules, self.scheduler.state)
+        work.state, action = step(work.state, "released", self._rules, self.scheduler.state)
         return self._settle(work, action, None)
 
     def cut_off(self, work: _Work[T]) -> Outcome[T] | None:
         """An item cancelled mid-flight: unknown; its journal line stays "started"."""
-        if work.state.stage is Stage.SETTLED:
+        if work.state.stage == "settled":
             return None
-        work.state, action = step(work.state, Event.CUT_OFF, self._rules, self.scheduler.state)
+        work.state, action = step(work.state, "cut_off", self._rules, self.scheduler.state)
         return self._settle(work, action, None)
 
     async def _send(
@@ -214,7 +212,7 @@ class ItemDriver(Generic[T]):
         if action.cause is not None:
             self._report.count_retry(action.cause)
         try:
-            return Event.SENT, await self._client.run(self._action, **keys)
+            return "sent", await self._client.run(self._action, **keys)
         except SippetError as exc:
             if is_fatal(exc):
                 self.abort(exc)
@@ -222,14 +220,14 @@ class ItemDriver(Generic[T]):
                 raise
             work.error = exc
             if isinstance(exc, OutcomeUnknownError):
-                return Event.SEND_UNKNOWN, None
+                return "send_unknown", None
             if isinstance(exc, TransportError) and self._client.counters.breaker in (
                 "open", "probing"
             ):
-                return Event.SEND_OUTAGE, None
+                return "send_outage", None
             if isinstance(exc, _RETRYABLE):  # retries exhausted; it did not execute
-                return Event.SEND_RETRYABLE, None
-            return Event.SEND_FAILED, None
+                return "send_retryable", None
+            return "send_failed", None
 
     async def _lookup(self, work: _Work[T]) -> tuple[Event, Any]:
         """Run ``reconcile``: FOUND with the record, ABSENT, or why it failed."""
@@ -249,9 +247,9 @@ class ItemDriver(Generic[T]):
             )
             work.error.__cause__ = exc
             # If it failed only for now (429, 5xx, connection), the redrive pass looks again.
-            return (Event.LOOKUP_BUSY if isinstance(exc, _RETRYABLE) else Event.LOOKUP_FAILED,
+            return ("lookup_busy" if isinstance(exc, _RETRYABLE) else "lookup_failed",
                     None)
-        return (Event.ABSENT, None) if found is None else (Event.FOUND, found)
+        return ("absent", None) if found is None else ("found", found)
 
     def _settle(self, work: _Work[T], action: Action, data: Any) -> Outcome[T]:
         """Journal and count what the policy settled, and make the outcome."""
@@ -262,29 +260,29 @@ class ItemDriver(Generic[T]):
         record = record_id(data) if status == "succeeded" else None
         journal = self._journal
         if journal is not None and work.key is not None and status != "not_sent" \
-                and why is not Why.INTERRUPTED:
+                and why != "interrupted":
             journal.finished(work.index, work.key, status, record_id=record, error=error)
         return self._report._settle(
             work.index, work.item, status, data=data, error=error,
-            attempts=work.state.attempts, record=record, reconciled=why is Why.FOUND,
-            interrupted=why is Why.INTERRUPTED, key=work.key)
+            attempts=work.state.attempts, record=record, reconciled=why == "found",
+            interrupted=why == "interrupted", key=work.key)
 
     def _error(self, work: _Work[T], why: Why, status: str) -> SippetError | None:
         """The error an outcome carries, by why the policy settled it."""
-        if why is Why.ERROR:
+        if why == "error":
             return work.error
-        if why is Why.STOPPED:
+        if why == "stopped":
             return self.stopped_by
-        if why is Why.EARLIER_RUN:
+        if why == "earlier_run":
             return OutcomeUnknownError(
                 f"{self._action}: item {work.index} may have executed in an earlier run "
                 f"(the journal says {work.previous or 'unknown'!r}); pass reconcile= to "
                 "resolve it", action=self._action)
-        if why is Why.INTERRUPTED:
+        if why == "interrupted":
             return OutcomeUnknownError(
                 f"{self._action}: item {work.index} was in flight when the job was stopped; "
                 "it may have executed", action=self._action)
-        if why is Why.UNREACHABLE:  # the redrive waited redrive_wait seconds for nothing
+        if why == "unreachable":  # the redrive waited redrive_wait seconds for nothing
             error = ServerUnreachableError(
                 f"{self._action}: item {work.index}: the server stayed unreachable for "
                 f"{self._redrive_wait:g}s (redrive_wait); "

@@ -69,14 +69,16 @@ TRANSITIONS: Final[dict[tuple[JobState, JobEvent], JobState]] = {
     (_S.CLOSING, _E.CLOSED): _S.CLOSED,
 }
 
+# What each state allows. Tuples, not sets: ``in`` then compares by identity, where a set
+# would call Enum.__hash__, a Python function, several times per item.
 # Workers take input from the source (after abort() only to report each item unsent).
-PULLING: Final = frozenset({_S.RUNNING, _S.REDRIVING, _S.ABORTING})
+PULLING: Final = (_S.RUNNING, _S.REDRIVING, _S.ABORTING)
 # An item that has been taken may be sent.
-SENDING: Final = frozenset({_S.RUNNING, _S.REDRIVING, _S.STOPPING})
+SENDING: Final = (_S.RUNNING, _S.REDRIVING, _S.STOPPING)
 # Failures may be set aside, and set-aside items re-driven.
-REDRIVES: Final = frozenset({_S.RUNNING, _S.REDRIVING})
+REDRIVES: Final = (_S.RUNNING, _S.REDRIVING)
 # stop() was called: a wait inside the input ends quietly instead of failing.
-STOP_REQUESTED: Final = frozenset({_S.STOPPING, _S.ABORTED, _S.INTERRUPTING})
+STOP_REQUESTED: Final = (_S.STOPPING, _S.ABORTED, _S.INTERRUPTING)
 
 
 def next_state(state: JobState, event: JobEvent) -> JobState:

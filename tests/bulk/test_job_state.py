@@ -68,10 +68,10 @@ def test_the_grid_covers_every_pair_and_the_table_only_moves() -> None:
 def test_what_each_state_allows() -> None:
     """Redriving implies sending and pulling; a requested stop never pulls; closing does
     nothing."""
-    assert REDRIVES <= SENDING & PULLING
-    assert not STOP_REQUESTED & PULLING
+    assert set(REDRIVES) <= set(SENDING) & set(PULLING)
+    assert not set(STOP_REQUESTED) & set(PULLING)
     for state in (JobState.CLOSING, JobState.CLOSED):
-        assert state not in PULLING | SENDING | REDRIVES | STOP_REQUESTED
+        assert state not in {*PULLING, *SENDING, *REDRIVES, *STOP_REQUESTED}
 
 
 def _state(job: BulkJob[Any]) -> JobState:
