@@ -230,7 +230,7 @@ class ItemDriver(Generic[T]):
             return "send_failed", None
 
     async def _lookup(self, work: _Work[T]) -> tuple[Event, Any]:
-        """Run ``reconcile``: FOUND with the record, ABSENT, or why it failed."""
+        """Run ``reconcile``: found (with the record), absent, or why it failed."""
         assert self._reconcile is not None
         try:
             found = self._reconcile(work.item)
@@ -289,7 +289,7 @@ class ItemDriver(Generic[T]):
                 + ("it may have executed before" if status == "unknown" else "not sent"))
             error.__cause__ = work.error
             return error
-        return None  # SENT, FOUND
+        return None  # sent, found: the data tells
 
     def _request_template(self, job_id: str) -> dict[str, Any]:
         """The keyword arguments every item shares."""
