@@ -146,8 +146,7 @@ def test_transition_table(item: ItemState, event: Event, rules: Rules, job: JobS
 
 
 def test_the_first_send_is_on_record_before_it_leaves() -> None:
-    """With a journal the first send is marked "started"; later sends and journal-less
-    jobs are not."""
+    """Only the first send of a journalled item is marked "started" before it leaves."""
     first, action = step(NEW_ITEM, "begin", WRITE, RUN)
     assert action.mark
     assert first.marked
@@ -269,8 +268,7 @@ rules_strategy = st.builds(Rules, reconcile=st.booleans(), resend_safe=st.boolea
 def test_a_write_that_may_have_executed_is_never_sent_again(
     data: st.DataObject, rules: Rules, earlier: bool
 ) -> None:
-    """Whatever fails and whenever the job stops, a write runs at most once, and is only
-    re-sent when a truthful lookup proved it absent (or sending twice is harmless)."""
+    """Whatever fails and whenever the job stops, a write executes at most once."""
     world, _, _ = _simulate(data, rules, earlier)
     if not rules.resend_safe:
         assert world.earlier + world.executions <= 1
@@ -281,8 +279,7 @@ def test_a_write_that_may_have_executed_is_never_sent_again(
 def test_every_item_settles_once_with_a_status_that_tells_the_truth(
     data: st.DataObject, rules: Rules, earlier: bool
 ) -> None:
-    """Every item settles, in bounded steps, with one status; succeeded means it executed,
-    failed or not_sent that this run did not execute it."""
+    """Each item settles once, in bounded steps; succeeded iff executed, failed/not_sent not."""
     world, status, steps = _simulate(data, rules, earlier)
     assert steps <= 6 * MAX_RECONCILE_ROUNDS
     if status == "succeeded":
@@ -299,8 +296,7 @@ def test_every_item_settles_once_with_a_status_that_tells_the_truth(
 def test_a_read_left_in_doubt_by_an_earlier_run_may_always_be_sent(
     rules: Rules, job: JobState, redriven: bool
 ) -> None:
-    """Sending twice is harmless for a read (or idempotent=True): an earlier run's doubt
-    never blocks it, first pass or redrive."""
+    """A read (or idempotent=True) left in doubt by an earlier run is always sent."""
     item = EARLIER._replace(stage="set_aside" if redriven else "new")
     item, action = step(item, "begin", rules, job)
     if action.act == "wait":
@@ -317,8 +313,7 @@ def test_a_read_left_in_doubt_by_an_earlier_run_may_always_be_sent(
 def test_only_a_clear_item_or_a_harmless_resend_is_sent(
     item: ItemState, rules: Rules, job: JobState
 ) -> None:
-    """Whenever the policy says send, the item is clear of doubt, or the doubt is an earlier
-    run's and sending twice is harmless; and the job is one that sends."""
+    """Send only when clear of doubt, or an earlier run's doubt and resending is harmless."""
     event = "reachable" if item.stage == "waiting" else "begin"
     before = item
     _, action = step(item, event, rules, job)

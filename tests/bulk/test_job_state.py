@@ -66,8 +66,7 @@ def test_the_grid_covers_every_pair_and_the_table_only_moves() -> None:
 
 
 def test_what_each_state_allows() -> None:
-    """Redriving implies sending and pulling; a requested stop never pulls; closing does
-    nothing."""
+    """Redriving implies sending and pulling; a stop never pulls; closing allows nothing."""
     assert set(REDRIVES) <= set(SENDING) & set(PULLING)
     assert not set(STOP_REQUESTED) & set(PULLING)
     for state in (JobState.CLOSING, JobState.CLOSED):
@@ -96,8 +95,7 @@ async def test_stop_while_running(client: SippetClient) -> None:
 
 
 async def test_abort_then_stop(client: SippetClient) -> None:
-    """abort(): RUNNING -> ABORTING, the rest is read and reported not_sent; a stop() after
-    it -> ABORTED, the input is no longer read."""
+    """abort() -> ABORTING reads on, reporting not_sent; stop() then -> ABORTED reads no more."""
     items = Counting(200)
     cause = SippetError("enough")
     outcomes = []
@@ -131,8 +129,7 @@ async def test_abort_without_report_unsent_is_abort_and_stop(client: SippetClien
 
 
 async def test_interrupt_cuts_off_what_is_in_flight(server: FakeSippet) -> None:
-    """interrupt(): -> INTERRUPTING (a stop() after it changes nothing); items in flight
-    are yielded unknown, then iteration ends and the job is CLOSED."""
+    """interrupt() -> INTERRUPTING (stop() keeps it); in-flight items come back unknown."""
     job: BulkJob[Any] | None = None
 
     class InterruptOnThirdSend:
@@ -161,8 +158,7 @@ async def test_interrupt_cuts_off_what_is_in_flight(server: FakeSippet) -> None:
 
 
 async def test_close_twice_and_events_after_close(client: SippetClient) -> None:
-    """Leaving early -> CLOSED; aclose() again, stop(), abort() and interrupt() then change
-    nothing: no stop cause appears, nothing more is yielded."""
+    """Leaving early -> CLOSED, and later aclose/stop/abort/interrupt change nothing."""
     async with client.bulk("create_contact", Counting(100), concurrency=4) as job:
         async for _ in job:
             break
