@@ -12,8 +12,9 @@ INTERRUPTING (stays)        (stays)           (stays)         ─▶ CLOSING
 
 RUNNING becomes REDRIVING once the input has ended and nothing is in flight but items set
 aside for the one redrive pass. ``abort`` on a job made with ``report_unsent=False`` is
-``abort`` then ``stop``. CLOSING and CLOSED ignore every event but ``closed``.
-What each state allows is read from the sets below, never from separate flags.
+``abort`` then ``stop``. CLOSING ignores every event but ``closed``; CLOSED is final.
+What each state allows (pull input, send, redrive) is read from the groups below, never
+from separate flags.
 """
 
 from __future__ import annotations
