@@ -42,7 +42,8 @@ from sippet_async._hooks import (
     RetryEvent,
 )
 from sippet_async._iterator import RecordIterator
-from sippet_async._jobs._bulk import BulkJob, BulkReport, Outcome
+from sippet_async._jobs._bulk import BulkJob
+from sippet_async._jobs._report import BulkReport, Outcome
 from sippet_async._jobs._worker import CallWorker
 from sippet_async._models import ErrorItem, KeysetPage, OffsetPage, RunResult, ValidationResult
 from sippet_async._ratelimit import Pushback, RateLimit, RateLimiter

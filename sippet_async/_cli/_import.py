@@ -45,7 +45,8 @@ from sippet_async._errors import (
     SippetError,
     UsageError,
 )
-from sippet_async._jobs._bulk import DEFAULT_REDRIVE_WAIT, BulkJob, BulkReport, default_key
+from sippet_async._jobs._bulk import DEFAULT_REDRIVE_WAIT, BulkJob
+from sippet_async._jobs._report import BulkReport, default_key
 
 if TYPE_CHECKING:
     from sippet_async._client import SippetClient

@@ -6,7 +6,7 @@ import time
 from types import TracebackType
 from typing import Any, Final
 
-from sippet_async._jobs._bulk import BulkReport
+from sippet_async._jobs._report import BulkReport
 
 __all__ = ["ImportProgress"]
 

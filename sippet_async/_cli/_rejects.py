@@ -11,7 +11,7 @@ import msgspec
 
 from sippet_async._cli._rows import Row
 from sippet_async._errors import RpcError, SippetError, UsageError
-from sippet_async._jobs._bulk import Outcome
+from sippet_async._jobs._report import Outcome
 
 __all__ = ["RejectLimit", "Rejects", "TooManyRejectsError", "parse_max_rejects"]
 

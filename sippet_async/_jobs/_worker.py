@@ -23,7 +23,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, M
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from sippet_async._errors import UsageError
-from sippet_async._jobs._bulk import BulkJob, BulkReport, Outcome, Reconcile, bulk
+from sippet_async._jobs._bulk import BulkJob, Reconcile, bulk
+from sippet_async._jobs._report import BulkReport, Outcome
 
 if TYPE_CHECKING:
     from sippet_async._runner import Runner

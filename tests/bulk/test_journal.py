@@ -78,7 +78,7 @@ def _crashed_journal(path: Path, started: range) -> None:
 
 
 def _key(i: int) -> str:
-    from sippet_async._jobs._bulk import default_key
+    from sippet_async._jobs._report import default_key
 
     return default_key(contact(i))
 

@@ -31,9 +31,9 @@ from sippet_async import (
     TransportTimeoutError,
     UsageError,
 )
-from sippet_async._jobs._bulk import default_key
 from sippet_async._errors import is_fatal
 from sippet_async._jobs._journal import Journal
+from sippet_async._jobs._report import default_key
 from sippet_async.testing import FakeSippet, Reply
 
 from ._support import (
