@@ -477,21 +477,23 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitHint | None:
     ``headers`` looks names up case-insensitively (a reply's, by the ``Transport``
     contract), so a reply without a hint costs two lookups.
     """
-    remaining_text = headers.get("RateLimit-Remaining")
-    combined = headers.get("RateLimit")
+    # Lower-case names: multidict folds a name to lower case to look it up, and a name that
+    # is already lower case costs it no new string (2 fewer allocations per reply).
+    remaining_text = headers.get("ratelimit-remaining")
+    combined = headers.get("ratelimit")
     if remaining_text is None and combined is None:
         return None
     remaining = _hint_int(remaining_text)
-    reset = _hint_seconds(headers.get("RateLimit-Reset"))
+    reset = _hint_seconds(headers.get("ratelimit-reset"))
     if remaining is not None and reset is not None:
-        return _checked_hint(remaining, reset, _hint_int(headers.get("RateLimit-Limit")))
+        return _checked_hint(remaining, reset, _hint_int(headers.get("ratelimit-limit")))
     if combined is None:
         return None
     params = _hint_params(combined)
     if params is None:
         return None
     if "r" in params or "t" in params:  # the structured-field form of the later drafts
-        policy = _hint_params(headers.get("RateLimit-Policy", ""))
+        policy = _hint_params(headers.get("ratelimit-policy", ""))
         limit = _hint_int((policy or {}).get("q"))
         return _checked_hint(_hint_int(params.get("r")), _hint_seconds(params.get("t")), limit)
     return _checked_hint(_hint_int(params.get("remaining")),
