@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 from sippet_async._errors import UsageError
@@ -473,12 +473,15 @@ class ClientConfig:
         proxy: str | None = None,
         proxy_auth: object = None,
         trust_env: bool = False,
-        **policy: Any,
+        rate_limit: float | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        idempotent_actions: Collection[str] = frozenset(),
+        honours_idempotency_key: bool = False,
+        retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP,
+        deadline: float | None = None,
+        breaker: BreakerPolicy | None = BreakerPolicy(),
     ) -> ClientConfig:
-        """Fill the gaps from the environment and defaults, then validate.
-
-        ``policy``: the request-policy fields by name (``retry=``, ``deadline=``, ...).
-        """
+        """Fill the gaps from the environment and defaults, then validate."""
         if api_key is None:
             api_key = os.environ.get(ENV_API_KEY)
         if api_key is None:
@@ -500,4 +503,7 @@ class ClientConfig:
         return cls(api_key=key, base_url=url, timeouts=timeouts,
                    max_concurrency=max_concurrency, max_response_bytes=max_response_bytes,
                    ssl=ssl, proxy=bare_proxy, proxy_auth=credentials, trust_env=trust_env,
-                   **policy)
+                   rate_limit=rate_limit, retry=retry,
+                   idempotent_actions=cast(frozenset[str], idempotent_actions),  # normalised
+                   honours_idempotency_key=honours_idempotency_key,
+                   retry_after_cap=retry_after_cap, deadline=deadline, breaker=breaker)

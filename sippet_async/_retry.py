@@ -172,7 +172,9 @@ class RetryRules:
 
     Built from tenacity's strategies, composed once: the backoff is a fixed exponential
     part plus a random exponential part (``jitter`` of the ceiling drawn uniformly, "full
-    jitter" at 1.0), and ``stop_after_attempt`` counts the attempts.
+    jitter" at 1.0), and ``stop_after_attempt`` counts the attempts. The predicate is
+    ``cause_of`` rather than a ``retry_if_exception``: it also names the cause the
+    counters and hooks report, so it is evaluated once per failure.
     """
 
     policy: RetryPolicy
