@@ -168,13 +168,16 @@ class AttemptTimer:
     bare aiohttp loop   432k         461k
     ==================  ===========  ===========
 
-    At c=256 ``client.run`` already sits at 0.93x the bare loop in bench_overhead (the
-    target is 0.90x), so the 4-6% would take it below. Here an attempt only records its
-    deadline; a sweep every ``total / 20`` seconds (at most 1 s, and only while attempts
-    are in flight) cancels the tasks past theirs, as ``asyncio.timeout`` does. So an
-    attempt times out up to 5% (at most 1 s) after ``total``; aiohttp's own timer is as
-    coarse, rounding a total of 5 s or more up to the next whole second. Its cancellation
-    rules are tested as a matrix in tests/engine/test_attempt_timer.py.
+    At c=256 ``client.run`` already costs 1.13x the bare loop's instructions (and ran at
+    0.91x-0.95x of its requests per second in bench_overhead, four runs of 7 paired
+    rounds on a shared 2-core machine): 4-6% more would take it below the 0.90x target.
+
+    Here an attempt only records its deadline; a sweep every ``total / 20`` seconds (at
+    most 1 s, and only while attempts are in flight) cancels the tasks past theirs, as
+    ``asyncio.timeout`` does. So an attempt times out up to 5% (at most 1 s) after
+    ``total``; aiohttp's own timer is as coarse, rounding a total of 5 s or more up to the
+    next whole second. Its cancellation rules are tested as a matrix in
+    tests/engine/test_attempt_timer.py.
     """
 
     __slots__ = ("_armed", "_sweeper", "_tick", "total")
