@@ -45,10 +45,10 @@ import enum
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
-from sippet_async._errors import TransportError, TransportTimeoutError, UsageError
+from sippet_async._config import BreakerPolicy
+from sippet_async._errors import TransportError, TransportTimeoutError
 
 __all__ = ["Breaker", "BreakerPolicy", "State", "is_unanswered"]
 
@@ -59,67 +59,9 @@ Backoff = Callable[[int], float]  # probe number (from 1) -> seconds until that 
 # (state before, state after, seconds until the next probe may go)
 OnChange = Callable[["State", "State", float], None]
 
-# Three refused connections in a row, with no reply to any request of the client in
-# between: one refusal happens to a healthy server (a full accept queue), three while
-# nothing answers do not. Scouts go one at a time, so the three cost three attempts.
-DEFAULT_THRESHOLD: Final = 3
-# The first probe follows the opening quickly: a restart or a dropped route is often over
-# in well under a second.
-DEFAULT_PROBE_WAIT: Final = 0.1
-# x1.15 per failed probe: the end of an outage of T seconds is noticed within ~0.15 T
-# (within 1.2 s of the end of a 5 s outage, with 19 probes; 36 in a minute), where
-# doubling would take up to T. A probe is one connection attempt: cheap for the server.
-DEFAULT_PROBE_GROWTH: Final = 1.15
-# One connection attempt per 30 s at most is nothing to a recovering server, and a client
-# waiting for it still notices within 30 s.
-DEFAULT_MAX_PROBE_WAIT: Final = 30.0
-# Half of each wait is random ("equal jitter"): the clients of one outage drift apart
-# without probes ever coming sooner than half the schedule.
-DEFAULT_PROBE_JITTER: Final = 0.5
 # ``wait_ready`` lets one waiter go per probe turn; if it has not probed within this long
 # (cancelled, or it chose not to send), the turn passes to the next waiter.
 CLAIM_TTL: Final = 1.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BreakerPolicy:
-    """When the client stops sending to an unreachable server, and how it probes it.
-
-    Args:
-        threshold: connection failures in a row (refused, DNS, connect timeout; no HTTP
-            answer to any request in between) that open it.
-        probe_wait: seconds from the opening to the first probe.
-        growth: each failed probe multiplies the wait by this.
-        max_probe_wait: the longest wait between two probes.
-        jitter: the fraction of each wait that is random (0: exact schedule).
-
-    Example:
-        client = SippetClient(breaker=BreakerPolicy(threshold=5, max_probe_wait=10.0))
-    """
-
-    threshold: int = DEFAULT_THRESHOLD
-    probe_wait: float = DEFAULT_PROBE_WAIT
-    growth: float = DEFAULT_PROBE_GROWTH
-    max_probe_wait: float = DEFAULT_MAX_PROBE_WAIT
-    jitter: float = DEFAULT_PROBE_JITTER
-
-    def __post_init__(self) -> None:
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) \
-                or self.threshold < 1:
-            raise UsageError(f"BreakerPolicy.threshold must be an int >= 1, "
-                             f"got {self.threshold!r}")
-        for name, low in (("probe_wait", 0.0), ("growth", 1.0), ("max_probe_wait", 0.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not math.isfinite(value) or value < low or (low == 0.0 and value == 0):
-                raise UsageError(f"BreakerPolicy.{name} must be a finite number "
-                                 f"{'>= 1' if low else '> 0'}, got {value!r}")
-        if self.max_probe_wait < self.probe_wait:
-            raise UsageError(f"BreakerPolicy.max_probe_wait ({self.max_probe_wait!r}) must be "
-                             f">= probe_wait ({self.probe_wait!r})")
-        if isinstance(self.jitter, bool) or not isinstance(self.jitter, int | float) \
-                or not 0.0 <= self.jitter <= 1.0:
-            raise UsageError(f"BreakerPolicy.jitter must be within [0, 1], got {self.jitter!r}")
 
 
 class State(enum.Enum):

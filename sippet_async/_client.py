@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import os
 import ssl as _ssl
-from collections import ChainMap
+import time
 from collections.abc import (
     AsyncIterable,
     Awaitable,
@@ -22,17 +21,22 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, Unpack, overload
 
 from sippet_async import _protocol as protocol
-from sippet_async._breaker import Admission, Breaker, BreakerPolicy, State, is_unanswered
+from sippet_async._breaker import Admission, Breaker, State, is_unanswered
 from sippet_async._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_RETRY_AFTER_CAP,
     ApiKey,
+    BreakerPolicy,
     ClientConfig,
+    RetryPolicy,
     Timeouts,
+    check_seconds,
     check_token,
 )
 from sippet_async._errors import (
     ClientClosedError,
+    OutcomeUnknownError,
     ServerUnreachableError,
     SippetError,
     TransportError,
@@ -41,15 +45,16 @@ from sippet_async._errors import (
 from sippet_async._hooks import Counters, Hooks, Observer, engine_hooks
 from sippet_async._iterator import RecordIterator, iterate
 from sippet_async._jobs import _bulk
+from sippet_async._limiter import RateLimiter
 from sippet_async._limits import Limits
 from sippet_async._models import RunResult, ValidationResult
-from sippet_async._ratelimit import RateLimiter
 from sippet_async._retry import (
-    DEFAULT_RETRY_AFTER_CAP,
-    CallState,
-    Retrier,
-    RetryPolicy,
-    check_seconds,
+    Attempt,
+    Call,
+    Retry,
+    RetryBudget,
+    RetryRules,
+    cause_of,
     probe_backoff,
 )
 from sippet_async._runner import RequestKeys
@@ -62,8 +67,6 @@ if TYPE_CHECKING:
 __all__ = ["SippetClient"]
 
 T = TypeVar("T")
-R = TypeVar("R")
-Decode = Callable[[str, protocol.HttpResponse, Any], R]  # (action, reply, type) -> result
 
 log: Final = logging.getLogger("sippet_async")
 # A library logs; the application decides where it goes. Without a handler here, Python's
@@ -148,11 +151,14 @@ class SippetClient:
             UsageError: a missing key, a malformed base URL, a bad limit, or network
                 options combined with ``session=`` / ``transport=``.
         """
-        self._config = ClientConfig.resolve(
+        self._config = cfg = ClientConfig.resolve(
             api_key, base_url, timeout, max_concurrency, max_response_bytes,
             ssl=ssl, proxy=proxy, proxy_auth=proxy_auth, trust_env=trust_env,
+            rate_limit=rate_limit, retry=retry, idempotent_actions=idempotent_actions,
+            honours_idempotency_key=honours_idempotency_key, retry_after_cap=retry_after_cap,
+            deadline=deadline, breaker=breaker,
         )
-        cfg = self._config
+        # Every request carries these; the transport may hold them in its session.
         self._headers: Final = {
             protocol.API_KEY_HEADER: cfg.api_key.reveal(),
             "content-type": "application/json",
@@ -165,7 +171,6 @@ class SippetClient:
             max_concurrency=cfg.max_concurrency,
             max_response_bytes=cfg.max_response_bytes,
             session=session,
-            headers=self._headers,
             ssl=cfg.ssl,
             proxy=cfg.proxy,
             proxy_auth=(auth.login, auth.reveal()) if auth is not None else None,
@@ -173,41 +178,28 @@ class SippetClient:
         )
         self._run_url: Final = cfg.base_url + protocol.RUN_PATH
         self._validate_url: Final = cfg.base_url + protocol.VALIDATE_PATH
-        if not isinstance(retry, RetryPolicy):
-            raise UsageError(f"retry must be a RetryPolicy, got {retry!r}")
-        if isinstance(idempotent_actions, str) or not all(
-            isinstance(name, str) for name in idempotent_actions
-        ):
-            raise UsageError("idempotent_actions must be a collection of action names, "
-                             f"got {idempotent_actions!r}")
-        self._idempotent_actions: Final = frozenset(idempotent_actions)
-        self._honours_key: Final = bool(honours_idempotency_key)
-        self._deadline: Final = check_seconds("deadline", deadline)
-        if retry_after_cap is None:
-            raise UsageError("retry_after_cap must be a positive number of seconds "
-                             "(float('inf') to always wait as told), got None")
-        cap = check_seconds("retry_after_cap", retry_after_cap)
-        cap = math.inf if cap is None else cap  # inf: always wait as told
-        self._counters: Final = Counters()
+        self._rules: Final = RetryRules.of(cfg)
+        self._budget: Final = RetryBudget(cfg.retry.budget, cfg.retry.budget_refill)
+        self._sleep: Final = cfg.retry.sleep or asyncio.sleep
         taps = engine_hooks(hooks)  # either style, as the positional calls the engine makes
+        self._hooks: Final = taps.calls
+        self._counters: Final = Counters()
         self._limits: Final = Limits(
-            max_concurrency=cfg.max_concurrency, rate_limit=rate_limit, retry_after_cap=cap,
-            sleep=retry.sleep or asyncio.sleep, counters=self._counters,
+            max_concurrency=cfg.max_concurrency, rate_limit=cfg.rate_limit,
+            retry_after_cap=cfg.retry_after_cap, sleep=self._sleep, counters=self._counters,
             on_pause=taps.on_pause,
         )
-        self._retrier: Final = Retrier(retry, retry_after_cap=cap, counters=self._counters,
-                                       hooks=taps.calls)
-        if breaker is not None and not isinstance(breaker, BreakerPolicy):
-            raise UsageError(f"breaker must be a BreakerPolicy or None, got {breaker!r}")
-        backoff = probe_backoff(breaker.probe_wait, breaker.growth, breaker.max_probe_wait,
-                                breaker.jitter) if breaker is not None else _no_backoff
+        probe = cfg.breaker
+        backoff = probe_backoff(probe.probe_wait, probe.growth, probe.max_probe_wait,
+                                probe.jitter) if probe is not None else _no_backoff
         self._on_breaker: Final[Callable[[str, float], None] | None] = taps.on_breaker
-        self._breaker: Final = Breaker(breaker, backoff, on_change=self._breaker_changed)
+        self._breaker: Final = Breaker(probe, backoff, on_change=self._breaker_changed)
         self._closed = False
 
     @property
     def config(self) -> ClientConfig:
-        """The resolved, validated configuration (the key inside is masked)."""
+        """The resolved, validated configuration, the retry and breaker policies included
+        (the key inside is masked)."""
         return self._config
 
     @property
@@ -346,10 +338,12 @@ class SippetClient:
             if not check.ok:
                 print(check.errors[0].render())
         """
-        return await self._execute(
-            self._validate_url, action, protocol.encode_payload(action, keys),
-            _decode_validate, None, True, None, deadline,
-        )
+        call = Call(self._validate_url, protocol.encode_payload(action, keys), self._headers,
+                    protocol.NO_HEADERS, action=action, decode=_decode_validate,
+                    resend_safe=True,  # /validate executes nothing
+                    deadline=self._deadline(deadline))
+        result: ValidationResult = await self._execute(call)
+        return result
 
     @overload
     def iter(
@@ -473,86 +467,156 @@ class SippetClient:
         body = protocol.encode_payload(action, keys)
         if type is not None:
             _check_type(type)
-        return self._execute(self._run_url, action, body, protocol.decode_run, type,
-                             idempotent, idempotency_key, deadline)
+        call = Call(
+            self._run_url, body, self._headers,
+            protocol.NO_HEADERS if idempotency_key is None else _key_header(idempotency_key),
+            action=action, decode=protocol.decode_run, type=type,
+            resend_safe=self._rules.resend_safe(action, idempotent, idempotency_key),
+            deadline=self._deadline(deadline),
+        )
+        return self._execute(call)
 
-    def _execute(
-        self,
-        url: str,
-        action: str,
-        body: bytes,
-        decode: Decode[R],
-        type: Any,
-        idempotent: bool | None,
-        idempotency_key: str | None,
-        deadline: float | None,
-    ) -> Awaitable[R]:
-        """One call: attempts of slot -> pause gate and rate token -> send -> decode, retried
-        by the policy while the action may be sent again (§12.5).
+    def _deadline(self, deadline: float | None) -> float | None:
+        return self._config.deadline if deadline is None else check_seconds("deadline",
+                                                                            deadline)
 
-        Prepares the call and returns the coroutine of its first attempt, which hands over
-        to the retrier only if it fails: a call that succeeds runs no retry machinery and
-        no extra coroutine layer (the per-request cost is measured in
-        benchmarks/bench_overhead.py).
-        """
+    def _execute(self, call: Call) -> Awaitable[Any]:
+        """The coroutine of one call: the retry loop, inside the call's deadline if any.
+
+        Synchronous: a call without a deadline is the loop's coroutine alone (the
+        per-request cost is measured in benchmarks/bench_overhead.py)."""
         self._check_open()
-        headers = self._headers if idempotency_key is None else _with_key(self._headers,
-                                                                          idempotency_key)
-        request = protocol.HttpRequest(url, body, headers)
-        call = self._retrier.start(action, self._resend_safe(action, idempotent, idempotency_key))
-        limit = self._deadline if deadline is None else check_seconds("deadline", deadline)
-        if limit is not None:
-            return self._retrier.run(
-                functools.partial(self._attempt, request, decode, type, first=False),
-                call, limit)
-        return self._attempt(request, decode, type, call)
+        if call.deadline is None:
+            return self._call(call, _Progress())
+        return self._within(call, _Progress())
 
-    async def _attempt(self, request: protocol.HttpRequest, decode: Decode[R], type: Any,
-                       call: CallState, *, first: bool = True) -> R:
-        """One HTTP attempt: a concurrency slot, the pause gate and a rate token, the send,
-        then what the reply teaches the limits, then the decode (so a 503 / 429 reply is
-        a failed attempt). A failed ``first`` attempt continues in the retrier."""
+    async def _call(self, call: Call, state: _Progress) -> Any:
+        """attempt → on a failure, decide → sleep → attempt: the one retry loop.
+
+        An attempt takes the breaker's leave while it is not closed, a concurrency slot,
+        the pause gate and a rate token, sends, lets the reply teach the limits, then
+        decodes (so a 503 / 429 reply is a failed attempt). The attempt is inline, so a
+        call that succeeds at once runs in this one coroutine, with no retry machinery.
+        """
         limits = self._limits
         slots = limits.slots
         breaker = self._breaker
-        try:
-            if not breaker.clear:  # trouble: wait for the scout, fail fast, or be the test
-                await self._admit(call)
-            # A slot from the gate check to the reply: at most max_concurrency in flight,
-            # and none queued for a connection past a pause that has begun since.
-            if not slots.take():
-                await self._queue(call)
+        while True:
             try:
-                if limits.gated():
-                    await limits.admit(call.action)  # the shared pause, then a rate token
-                call.sent()
-                response = await self._transport.send(request)
-            finally:
-                slots.release()
-            if not breaker.clear:
-                breaker.answered(call.probe)  # any status: something answered
-                call.probe = 0
-            call.received(response.status)
-            limits.observe(call.action, call.attempt, response)  # Retry-After, hints
-            result = decode(call.action, response, type)
-        except SippetError as exc:
-            if call.in_flight or call.probe:
-                self._report_failure(call, exc)
-            if not first:
-                raise  # a retry: the retrier decides what comes next
-            return await self._retrier.recover(
-                functools.partial(self._attempt, request, decode, type, first=False),
-                call, exc)
-        except BaseException:  # cancelled (a deadline, the caller): the test gives way
-            if call.probe:
-                breaker.dropped(call.probe)
-                call.probe = 0
-            raise
-        if first:
-            self._retrier.budget.refill()  # retries refill in the retrier
-        return result
+                if not breaker.clear:  # trouble: wait for the scout, fail fast, or be the test
+                    await self._admit(call, state)
+                # A slot from the gate check to the reply: at most max_concurrency in flight,
+                # and none queued for a connection past a pause that has begun since.
+                if not slots.take():
+                    await self._queue(call, state)
+                try:
+                    if limits.gated():
+                        await limits.admit(call.action)  # the shared pause, then a rate token
+                    self._sent(call, state)
+                    response = await self._transport.send(call)
+                finally:
+                    slots.release()
+                if not breaker.clear:
+                    breaker.answered(state.probe)  # any status: something answered
+                    state.probe = 0
+                self._received(call, state, response.status)
+                limits.observe(call.action, state.attempt, response)  # Retry-After, hints
+                result = call.decode(call.action, response, call.type)
+            except SippetError as exc:
+                if state.in_flight or state.probe:
+                    self._report_failure(state, exc)
+                    state.in_flight = False
+                retry = self._decide(call, state, exc)  # or raise what the call ends with
+                await self._sleep(retry.wait)
+                state.attempt += 1
+                continue
+            except BaseException:  # cancelled (a deadline, the caller): the test gives way
+                if state.probe:
+                    breaker.dropped(state.probe)
+                    state.probe = 0
+                raise
+            self._budget.refill()  # a definite reply: the server is answering
+            return result
 
-    async def _admit(self, call: CallState) -> None:
+    async def _within(self, call: Call, state: _Progress) -> Any:
+        """The loop inside the call's deadline; past it the call ends with a timeout, or
+        an unknown outcome for a write that may have executed."""
+        assert call.deadline is not None
+        state.deadline_at = asyncio.get_running_loop().time() + call.deadline
+        scope = asyncio.timeout_at(state.deadline_at)
+        try:
+            async with scope:
+                return await self._call(call, state)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise  # one attempt's own timeout, already typed
+            end = self._rules.deadline_passed(call, exc, sent=state.in_flight or state.ambiguous,
+                                              attempts=state.attempt)
+            if isinstance(end, OutcomeUnknownError):
+                self._counters.unknown_outcomes += 1
+            raise end from end.__cause__
+
+    def _decide(self, call: Call, state: _Progress, error: SippetError) -> Retry:
+        """Ask ``decide`` about a failed attempt, with the clock and the budget as data;
+        take the token, count and report what it concluded."""
+        budget = self._budget
+        remaining = None if state.deadline_at is None \
+            else state.deadline_at - asyncio.get_running_loop().time()
+        attempt = Attempt(state.attempt, state.ambiguous, remaining, budget.tokens)
+        try:
+            retry = self._rules.decide(call, error, attempt)
+        except SippetError as end:
+            self._ended(call, error, end, attempt)
+            raise
+        budget.withdraw()
+        state.ambiguous = state.ambiguous or retry.ambiguous
+        state.cause = retry.cause  # counted once the retry is sent (see _sent)
+        log.info("%s: attempt %d failed (%s); retrying in %.3fs", call.action, attempt.number,
+                 retry.cause, retry.wait)
+        if self._hooks is not None:
+            self._hooks.on_retry(call.action, attempt.number, retry.cause, retry.wait)
+        return retry
+
+    def _ended(self, call: Call, error: SippetError, end: SippetError, attempt: Attempt) -> None:
+        """Count and log how a call ended after ``decide`` refused another attempt."""
+        counters = self._counters
+        if isinstance(end, OutcomeUnknownError):
+            counters.unknown_outcomes += 1
+            log.warning("%s: outcome unknown after attempt %d (%s); not re-sent", call.action,
+                        attempt.number, cause_of(error))
+        elif end is error and cause_of(error) is None:
+            self._budget.refill()  # a definite answer: the server is up
+        elif end is error and attempt.tokens < 1.0:
+            # decide raised the error itself: it was the budget if, with tokens to spare,
+            # it would have retried (the budget is the last of its checks).
+            try:
+                self._rules.decide(call, error, attempt._replace(tokens=math.inf))
+            except SippetError:
+                return
+            counters.budget_refusals += 1
+            log.info("%s: retry budget exhausted; not retrying attempt %d", call.action,
+                     attempt.number)
+
+    def _sent(self, call: Call, state: _Progress) -> None:
+        """The attempt is being handed to the transport."""
+        state.in_flight = True
+        self._counters.requests += 1
+        if state.attempt > 1:  # a retry the breaker or the pause gate held back is not one
+            self._counters.count_retry(state.cause)
+        hooks = self._hooks
+        if hooks is not None:
+            state.started = time.perf_counter()
+            hooks.on_request(call.action, state.attempt)
+
+    def _received(self, call: Call, state: _Progress, status: int) -> None:
+        """A reply arrived (whatever its status)."""
+        state.in_flight = False
+        hooks = self._hooks
+        if hooks is not None:
+            hooks.on_response(call.action, state.attempt, status,
+                              time.perf_counter() - state.started)
+
+    async def _admit(self, call: Call, state: _Progress) -> None:
         """Through the breaker: go, go as its scout or probe, wait for the scout's verdict,
         or fail fast unsent while it is open."""
         breaker = self._breaker
@@ -561,7 +625,7 @@ class SippetClient:
             if admission is Admission.GO:
                 return
             if admission is Admission.TEST:
-                call.probe = breaker.turn
+                state.probe = breaker.turn
                 if breaker.state is State.PROBING:
                     self._counters.probes += 1
                 return
@@ -578,7 +642,7 @@ class SippetClient:
         error.__cause__ = breaker.last_failure
         raise error
 
-    async def _queue(self, call: CallState) -> None:
+    async def _queue(self, call: Call, state: _Progress) -> None:
         """Wait for a concurrency slot. If the breaker left "closed" meanwhile, ask it again
         before going: attempts queued behind a full client must not storm a server that
         stopped answering while they waited."""
@@ -586,18 +650,18 @@ class SippetClient:
         breaker = self._breaker
         while True:
             await slots.wait()
-            if breaker.clear or call.probe:
+            if breaker.clear or state.probe:
                 return
             slots.release()  # no slot is held while waiting for the breaker
-            await self._admit(call)
+            await self._admit(call, state)
             if slots.take():
                 return
 
-    def _report_failure(self, call: CallState, exc: SippetError) -> None:
+    def _report_failure(self, state: _Progress, exc: SippetError) -> None:
         """Tell the breaker how a sent attempt (or its scout or probe) failed."""
         breaker = self._breaker
-        turn, call.probe = call.probe, 0
-        if not call.in_flight:  # the test never left (a pause longer than the cap)
+        turn, state.probe = state.probe, 0
+        if not state.in_flight:  # the test never left (a pause longer than the cap)
             breaker.dropped(turn)
         elif not isinstance(exc, TransportError):
             breaker.answered(turn)  # raised on a reply, e.g. one too large to read
@@ -612,14 +676,6 @@ class SippetClient:
         hook = self._on_breaker
         if hook is not None:
             hook(after.value, wait)
-
-    def _resend_safe(self, action: str, idempotent: bool | None, key: str | None) -> bool:
-        """Whether this call may be sent again after an ambiguous failure (§12.4, §12.5)."""
-        if idempotent is None:
-            idempotent = protocol.is_read_action(action) or action in self._idempotent_actions
-        elif not isinstance(idempotent, bool):
-            raise UsageError(f"idempotent must be True, False or None, got {idempotent!r}")
-        return idempotent or (key is not None and self._honours_key)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -653,17 +709,29 @@ def _decode_validate(action: str, response: protocol.HttpResponse, _type: Any) -
     return protocol.decode_validate(action, response)
 
 
-def _with_key(headers: dict[str, str], key: str) -> Mapping[str, str]:
-    """The request headers plus ``Idempotency-Key`` (§12.4), checked before any I/O.
-
-    A ChainMap over the client's own headers, so a transport whose session already holds
-    those sends only the key (``AiohttpTransport`` does).
-    """
+def _key_header(key: str) -> Mapping[str, str]:
+    """The ``Idempotency-Key`` header of a call (§12.4), checked before any I/O."""
     if not isinstance(key, str) or not key or len(key) > 255:
         raise UsageError("idempotency_key must be a non-empty string of at most 255 "
                          "characters")
     check_token("idempotency_key", key)
-    return ChainMap({protocol.IDEMPOTENCY_HEADER: key}, headers)
+    return {protocol.IDEMPOTENCY_HEADER: key}
+
+
+class _Progress:
+    """Where one call stands: the loop's state across its attempts.
+
+    Class-level defaults, no ``__init__``: a call that succeeds at once sets only what its
+    one attempt touches (one of these is built per call).
+    """
+
+    attempt: int = 1
+    in_flight: bool = False  # between _sent and the reply: the request may execute
+    ambiguous: bool = False  # an earlier attempt failed after it may have executed
+    probe: int = 0  # this attempt is the breaker's scout or probe of this turn (0: not)
+    cause: str = "unknown"  # why this attempt is a retry (attempt > 1)
+    started: float = 0.0  # perf_counter() at the send, for on_response's elapsed
+    deadline_at: float | None = None  # the call's deadline on the loop's clock
 
 
 def _check_type(type: Any) -> None:

@@ -19,12 +19,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, cast
 
 from sippet_async import _protocol as protocol
 from sippet_async._errors import RateLimitError
 from sippet_async._hooks import Counters, PauseHook
-from sippet_async._ratelimit import Pushback, RateLimit, RateLimiter, check_rate
+from sippet_async._limiter import Pushback, RateLimiter, check_rate, is_limiter
+from sippet_async._ratelimit import RateLimit
 
 __all__ = ["Limits", "PauseGate", "Slots"]
 
@@ -262,6 +263,6 @@ def _limiter(rate_limit: float | RateLimiter | None) -> RateLimiter | None:
     if rate_limit is None:
         return None
     # A class has the methods too; only an instance can be called.
-    if isinstance(rate_limit, RateLimiter) and not isinstance(rate_limit, type):
-        return rate_limit
+    if is_limiter(rate_limit):
+        return cast(RateLimiter, rate_limit)
     return RateLimit(check_rate("rate_limit", rate_limit))

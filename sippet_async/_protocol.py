@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
 
 import msgspec
@@ -42,7 +43,6 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "RateLimitHint",
-    "case_insensitive_headers",
     "decode_run",
     "decode_validate",
     "encode_payload",
@@ -59,14 +59,13 @@ RUN_PATH: Final = "/rpc/public/run"  # docs/protocol.md §1.1
 VALIDATE_PATH: Final = "/rpc/public/validate"
 API_KEY_HEADER: Final = "x-api-key"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"  # §12.4
+NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 _ENCODER: Final = msgspec.json.Encoder()
 _ENVELOPE: Final = msgspec.json.Decoder(Envelope)
 _ANY: Final = msgspec.json.Decoder()
 _ANY_ENVELOPE: Final = msgspec.json.Decoder(TypedEnvelope[Any])
 _MSGSPEC_PATH: Final = re.compile(r"at `(\$[^`]*)`")
-# Header mapping types that match names case-insensitively; see case_insensitive_headers.
-_CASE_INSENSITIVE: Final[set[type]] = set()
 # Decoding failures msgspec can raise on hostile bytes: malformed JSON, wrong shapes,
 # out-of-range numbers (DecodeError/ValidationError), deep nesting (RecursionError) and
 # invalid UTF-8 inside a string (UnicodeDecodeError, not a DecodeError) (§12.2).
@@ -82,18 +81,30 @@ _DELTA_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # they hold strings, bytes and a header mapping, never a cycle, so the garbage collector
 # need not track them (at high concurrency it traverses every request in flight).
 class HttpRequest(msgspec.Struct, frozen=True, gc=False):
-    """One POST to send. ``repr`` leaves the headers out: they carry the key."""
+    """One POST to send: ``headers`` and then ``extra_headers``. ``repr`` leaves the headers
+    out: they carry the key.
+
+    ``headers`` are the ones every request of a client carries, the same each time (the
+    key, the content type); a transport may hold them in its session instead of sending
+    them per request. ``extra_headers`` are this request's own (``Idempotency-Key``, §12.4),
+    usually none.
+    """
 
     url: str
     body: bytes
     headers: Mapping[str, str]
+    extra_headers: Mapping[str, str] = NO_HEADERS
 
     def __repr__(self) -> str:
         return f"HttpRequest(url={self.url!r}, body=<{len(self.body)} bytes>)"
 
 
 class HttpResponse(msgspec.Struct, frozen=True, gc=False):
-    """What came back: status, headers (looked up case-insensitively) and the whole body."""
+    """What came back: status, headers and the whole body.
+
+    ``headers`` looks names up case-insensitively (RFC 9110 §5.1), as the ``Transport``
+    contract requires: ``headers.get("Retry-After")`` finds ``retry-after`` too.
+    """
 
     status: int
     headers: Mapping[str, str]
@@ -457,41 +468,32 @@ class RateLimitHint:
     limit: int | None = None
 
 
-def case_insensitive_headers(cls: type[Mapping[str, str]]) -> None:
-    """Declare that ``cls`` looks header names up case-insensitively (a transport's reply
-    headers), so reading a reply may look names up instead of scanning them."""
-    _CASE_INSENSITIVE.add(cls)
-
-
 def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitHint | None:
     """The rate-limit hint of a reply, or None when absent or malformed (§12.1).
 
     Reads the split form (``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset``)
     and the IETF ``RateLimit`` header, either ``limit=10, remaining=5, reset=3`` or
     ``"policy";r=5;t=3`` (the quota then comes from ``RateLimit-Policy: "policy";q=10``).
+    ``headers`` looks names up case-insensitively (a reply's, by the ``Transport``
+    contract), so a reply without a hint costs two lookups.
     """
-    if type(headers) in _CASE_INSENSITIVE and "ratelimit-remaining" not in headers \
-            and "ratelimit" not in headers:
-        return None  # most replies carry no hint: two lookups, not a scan of every name
-    found: dict[str, str] = {}
-    for name in headers:
-        if name[:1] in "rR" and name[:9].lower() == "ratelimit":
-            found[name.lower()] = headers[name]
-    if not found:
+    # Lower-case names: multidict folds a name to lower case to look it up, and a name that
+    # is already lower case costs it no new string (2 fewer allocations per reply).
+    remaining_text = headers.get("ratelimit-remaining")
+    combined = headers.get("ratelimit")
+    if remaining_text is None and combined is None:
         return None
-    remaining = _hint_int(found.get("ratelimit-remaining"))
-    reset = _hint_seconds(found.get("ratelimit-reset"))
+    remaining = _hint_int(remaining_text)
+    reset = _hint_seconds(headers.get("ratelimit-reset"))
     if remaining is not None and reset is not None:
-        limit = _hint_int(found.get("ratelimit-limit"))
-        return _checked_hint(remaining, reset, limit)
-    combined = found.get("ratelimit")
+        return _checked_hint(remaining, reset, _hint_int(headers.get("ratelimit-limit")))
     if combined is None:
         return None
     params = _hint_params(combined)
     if params is None:
         return None
     if "r" in params or "t" in params:  # the structured-field form of the later drafts
-        policy = _hint_params(found.get("ratelimit-policy", ""))
+        policy = _hint_params(headers.get("ratelimit-policy", ""))
         limit = _hint_int((policy or {}).get("q"))
         return _checked_hint(_hint_int(params.get("r")), _hint_seconds(params.get("t")), limit)
     return _checked_hint(_hint_int(params.get("remaining")),

@@ -12,12 +12,10 @@ import logging
 import math
 import ssl
 import time
-from collections import ChainMap
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
-import multidict
 import yarl
 
 from sippet_async._config import Timeouts
@@ -27,7 +25,7 @@ from sippet_async._errors import (
     TransportError,
     TransportTimeoutError,
 )
-from sippet_async._protocol import HttpRequest, HttpResponse, case_insensitive_headers
+from sippet_async._protocol import HttpRequest, HttpResponse
 from sippet_async._version import __version__
 
 __all__ = ["AiohttpTransport", "Transport"]
@@ -46,14 +44,22 @@ _MAX_URLS: Final = 16
 # STALL_GAP of quiet, so never by a client that is busy sending.
 STALL_GAP: Final = 0.1
 
-# aiohttp's reply headers: a reply's rate-limit hints are then looked up, not scanned for.
-case_insensitive_headers(multidict.CIMultiDictProxy)
-case_insensitive_headers(multidict.CIMultiDict)
-
-
 @runtime_checkable
 class Transport(Protocol):
-    """Sends one HTTP POST and returns the whole reply; raises only sippet_async errors."""
+    """Sends one HTTP POST and returns the whole reply; raises only sippet_async errors.
+
+    The contract:
+
+    * ``send`` posts ``request.body`` to ``request.url`` with ``request.headers`` and then
+      ``request.extra_headers``, follows no redirect, and returns the status, the reply
+      headers and the whole body.
+    * The reply headers look names up case-insensitively (RFC 9110 §5.1):
+      ``response.headers.get("retry-after")`` finds ``Retry-After``. aiohttp's and httpx's
+      header types do; a plain ``dict`` does not (wrap it, e.g. in
+      ``multidict.CIMultiDict``).
+    * A failure is raised as ``TransportError`` (``TransportTimeoutError`` for a timeout),
+      with ``sent=False`` only when the request provably left no byte.
+    """
 
     async def send(self, request: HttpRequest) -> HttpResponse: ...
 
@@ -148,13 +154,30 @@ class _Armed:
 class AttemptTimer:
     """The per-attempt ``total`` timeout of a transport: one coarse timer for all attempts.
 
-    aiohttp's own total timeout schedules a timer handle per request and enters a timer
-    context around every read: 27k instructions per request, as much as everything else
-    the client adds to a bare aiohttp request (measured with callgrind). Here an attempt
-    only records its deadline; a sweep every ``total / 20`` seconds (at most 1 s, and only
-    while attempts are in flight) cancels the tasks past theirs, as ``asyncio.timeout``
-    does. So an attempt times out up to 5% (at most 1 s) after ``total``; aiohttp's own
-    timer is as coarse, rounding a total of 5 s or more up to the next whole second.
+    The plain forms cost a timer handle per request: aiohttp's own total timeout also
+    enters a timer context around every read, ``asyncio.timeout()`` per attempt adds two
+    coroutines. Measured with callgrind (instructions per request of ``client.run``
+    against bench_overhead's server; runs of one build spread over ~2k):
+
+    ==================  ===========  ===========
+    per-attempt total   c=1          c=256
+    ==================  ===========  ===========
+    this timer          442k         525k
+    aiohttp's total     465k (+5%)   548k (+4%)
+    asyncio.timeout()   471k (+6%)   556k (+6%)
+    bare aiohttp loop   432k         461k
+    ==================  ===========  ===========
+
+    At c=256 ``client.run`` already costs 1.13x the bare loop's instructions (and ran at
+    0.91x-0.95x of its requests per second in bench_overhead, four runs of 7 paired
+    rounds on a shared 2-core machine): 4-6% more would take it below the 0.90x target.
+
+    Here an attempt only records its deadline; a sweep every ``total / 20`` seconds (at
+    most 1 s, and only while attempts are in flight) cancels the tasks past theirs, as
+    ``asyncio.timeout`` does. So an attempt times out up to 5% (at most 1 s) after
+    ``total``; aiohttp's own timer is as coarse, rounding a total of 5 s or more up to the
+    next whole second. Its cancellation rules are tested as a matrix in
+    tests/engine/test_attempt_timer.py.
     """
 
     __slots__ = ("_armed", "_sweeper", "_tick", "total")
@@ -219,11 +242,12 @@ class AiohttpTransport:
     An injected ``session`` is borrowed: used as is and never closed; the network options
     (``ssl``, ``proxy``, ``proxy_auth``, ``trust_env``) then belong to that session.
 
-    ``headers`` are the ones every request of this transport carries (the client passes
-    its key and content type). An owned session holds them as its defaults, so a request
-    whose ``headers`` is that very mapping sends nothing more per request: aiohttp merges
-    per-request headers in a Python loop, defaults in C (measured: 7k instructions, ~2 µs,
-    per request). A borrowed session gets every request's headers as given.
+    An owned session holds the headers every request carries as its defaults: ``headers``
+    given here and the first request's ``headers`` (by the ``HttpRequest`` contract the
+    same for every request: the client's key and content type). Each request then sends
+    only its ``extra_headers``: aiohttp merges per-request headers in a Python loop,
+    defaults in C (measured: 7k instructions, ~2 µs, per request). A borrowed session is
+    the caller's and holds none of ours, so each request sends all of its headers.
 
     A request refused by a connection that was already closing (see ``unwritten``) is sent
     once more, at once, on a new connection of a second session that never reuses one, so
@@ -255,7 +279,8 @@ class AiohttpTransport:
         self._session = session
         self._fresh: aiohttp.ClientSession | None = None  # new connections only (resends)
         self._owned = session is None
-        self._defaults = headers if headers is not None and self._owned else None
+        self._headers = dict(headers or {})
+        self._defaults: dict[str, str] | None = None  # an owned session's, from its opening
         self._urls: dict[str, yarl.URL] = {}
         self._last_send = -math.inf  # time.monotonic() of the last send that went ahead
         self._ssl = ssl
@@ -272,7 +297,8 @@ class AiohttpTransport:
         state = "owned" if self._owned else "borrowed"
         return f"<AiohttpTransport {state} session, limit={self._limit}>"
 
-    def _new_session(self, *, fresh: bool = False) -> aiohttp.ClientSession:
+    def _new_session(self, defaults: dict[str, str], *, fresh: bool = False
+                     ) -> aiohttp.ClientSession:
         """An owned session; ``fresh``: every request on a new connection, closed after."""
         context: ssl.SSLContext | bool = True  # aiohttp's verified default context
         if self._ssl is not None:
@@ -287,11 +313,12 @@ class AiohttpTransport:
             # Off unless asked for: proxies from the environment must not see the key.
             trust_env=self._trust_env,
             proxy=self._proxy,
-            headers={"user-agent": USER_AGENT, **(self._defaults or {})},
+            headers=defaults,
         )
 
-    def _open(self) -> aiohttp.ClientSession:
-        session = self._session = self._new_session()
+    def _open(self, request: HttpRequest) -> aiohttp.ClientSession:
+        self._defaults = {"user-agent": USER_AGENT, **self._headers, **request.headers}
+        session = self._session = self._new_session(self._defaults)
         return session
 
     def _url(self, url: str) -> yarl.URL:
@@ -309,15 +336,11 @@ class AiohttpTransport:
             await self._see_closed_connections()
             now = time.monotonic()
         self._last_send = now
-        session = self._session or self._open()
-        headers = request.headers
-        if headers is self._defaults:
-            extra: Mapping[str, str] | None = None  # the session's defaults hold them all
-        elif type(headers) is ChainMap and len(headers.maps) == 2 \
-                and headers.maps[1] is self._defaults:
-            extra = headers.maps[0]  # e.g. only the Idempotency-Key on top of the defaults
-        else:
-            extra = headers
+        session = self._session or self._open(request)
+        extra: Mapping[str, str] | None = request.extra_headers or None
+        if not self._owned:  # the caller's session holds none of ours
+            extra = request.headers if extra is None and not self._headers \
+                else {**self._headers, **request.headers, **(extra or {})}
         armed = self._timer.arm()
         try:
             # Awaited rather than ``async with``: the context manager adds a coroutine
@@ -327,8 +350,7 @@ class AiohttpTransport:
                 resp = await session.post(
                     self._url(request.url),
                     data=request.body,
-                    # aiohttp merges per-request headers over its defaults in a Python loop.
-                    headers=extra,
+                    headers=extra,  # merged over the session's defaults in a Python loop
                     allow_redirects=False,
                     timeout=self._timeout,
                     proxy_headers=self._proxy_headers,
@@ -395,7 +417,7 @@ class AiohttpTransport:
         """Post ``request`` on a new connection: the fresh session never pools one."""
         fresh = self._fresh
         if fresh is None:
-            fresh = self._fresh = self._new_session(fresh=True)
+            fresh = self._fresh = self._new_session(self._defaults or {}, fresh=True)
         return fresh.post(
             self._url(request.url), data=request.body, headers=extra, allow_redirects=False,
             timeout=self._timeout, proxy_headers=self._proxy_headers,

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import multidict
 import pytest
 
 from sippet_async._protocol import RateLimitHint, parse_rate_limit
 
-# How headers reach parse_rate_limit: a plain mapping (a custom transport), or aiohttp's
-# case-insensitive one, which the transport registers so a hint is looked up, not scanned.
+
+class Folded(Mapping[str, str]):
+    """The least a reply's headers must be by the Transport contract: a mapping that looks
+    names up case-insensitively (what a custom transport may return)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._items = {name.lower(): value for name, value in headers.items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# How headers reach parse_rate_limit: any case-insensitive mapping (a custom transport's),
+# or aiohttp's own.
 Headers = Callable[[dict[str, str]], Mapping[str, str]]
 KINDS: dict[str, Headers] = {
-    "dict": dict,
+    "mapping": Folded,
     "aiohttp": lambda h: multidict.CIMultiDictProxy(multidict.CIMultiDict(h)),
 }
 

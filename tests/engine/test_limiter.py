@@ -10,6 +10,7 @@ import asyncio
 
 import pytest
 from aiolimiter import AsyncLimiter
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from sippet_async import Counters, Pushback, RateLimit, SippetClient, UsageError
 from sippet_async._limits import Limits
@@ -147,8 +148,10 @@ def _limits(rate: float | None = 100) -> tuple[Limits, Counters, list[float]]:
 
 
 def _reply(status: int = 200, **headers: str) -> HttpResponse:
-    return HttpResponse(status=status, headers={k.replace("_", "-"): v
-                                                for k, v in headers.items()}, body=b"")
+    """A reply whose headers look names up case-insensitively, as the Transport contract
+    requires (aiohttp's own type)."""
+    folded = CIMultiDictProxy(CIMultiDict({k.replace("_", "-"): v for k, v in headers.items()}))
+    return HttpResponse(status=status, headers=folded, body=b"")
 
 
 def test_hints_that_leave_too_little_for_the_reset_slow_the_client() -> None:

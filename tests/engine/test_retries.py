@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import socket
 
 import pytest
-import tenacity
 
 from sippet_async import (
+    AiohttpTransport,
     AuthenticationError,
     InvalidInputError,
     OutcomeUnknownError,
     RateLimitError,
     ServerError,
     SippetClient,
+    Timeouts,
     TransportError,
 )
+from sippet_async._protocol import HttpRequest, HttpResponse
 from sippet_async.testing import FakeSippet, Reply
 
 from ._support import KEY, FakeSleep, Recorder, client_for, new_call
@@ -199,26 +203,48 @@ async def test_backoff_grows_exponentially_between_attempts(server: FakeSippet,
     assert sleep.waits == pytest.approx([0.1, 0.2, 0.4])
 
 
-async def test_a_first_attempt_that_succeeds_never_enters_tenacity(
-    server: FakeSippet, sleep: FakeSleep, monkeypatch: pytest.MonkeyPatch
+async def test_a_first_attempt_that_succeeds_runs_no_retry_machinery(
+    server: FakeSippet, sleep: FakeSleep
 ) -> None:
-    """tenacity runs only after a failure: 20 good calls enter it 0 times, one retry once."""
-    entered = 0
-    original = tenacity.AsyncRetrying.__call__
-
-    async def counting(self: tenacity.AsyncRetrying, *args: object, **kwargs: object) -> object:
-        nonlocal entered
-        entered += 1
-        return await original(self, *args, **kwargs)
-
-    monkeypatch.setattr(tenacity.AsyncRetrying, "__call__", counting)
-    async with client_for(server, sleep=sleep) as client:
+    """20 good calls consult no retry (no hook, no wait, no token); one 500 then makes one."""
+    hooks = Recorder()
+    async with client_for(server, sleep=sleep, hooks=hooks, policy={"budget": 3}) as client:
         for _ in range(20):
             await client.run("list_contacts", fields=["id"])
-        assert entered == 0
+        assert (hooks.retries, sleep.waits, client.counters.total_retries) == ([], [], 0)
         server.push_reply(Reply(status=500, body=HTML))
         await client.run("list_contacts", fields=["id"])
-    assert entered == 1
+        assert [(attempt, cause) for _, attempt, cause, _ in hooks.retries] == [(1, "500")]
+        assert len(sleep.waits) == 1
+        assert client.counters.total_retries == 1
+
+
+async def test_a_call_that_succeeds_at_once_is_one_coroutine_under_run(
+    server: FakeSippet
+) -> None:
+    """run awaits the transport through one coroutine (the retry loop), deadline or not
+    aside: the loop adds no frame to a call that succeeds at once."""
+    chains: list[list[str]] = []
+
+    class Tracing(AiohttpTransport):
+        async def send(self, request: HttpRequest) -> HttpResponse:
+            chain, frame = [], inspect.currentframe()
+            while frame is not None:  # the coroutines from here up to the task's
+                if frame.f_code.co_flags & inspect.CO_COROUTINE:
+                    chain.append(frame.f_code.co_name)
+                frame = frame.f_back
+            chains.append(chain[::-1])
+            return await super().send(request)
+
+    transport = Tracing(timeouts=Timeouts(), max_concurrency=4, max_response_bytes=1 << 20)
+    async with SippetClient(KEY, base_url=server.url, transport=transport) as client:
+        async def run() -> object:
+            return await client.run("list_contacts", fields=["id"])
+
+        await asyncio.create_task(run())
+    # the task's own coroutine, SippetClient.run, the retry loop, the transport's send
+    assert len(chains) == 1
+    assert chains[0] == ["run", "run", chains[0][2], "send"], chains
 
 
 async def test_rate_limit_error_after_exhausted_retries_keeps_retry_after(
