@@ -7,7 +7,6 @@ nothing here waits.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -29,23 +28,14 @@ from sippet_async import (
 from sippet_async._protocol import HttpRequest, HttpResponse
 from sippet_async.testing import FakeSippet, Reply
 
+from ._support import KEY, FakeSleep
+
 ACTION: Final = "list_contacts"
 OK_BODY: Final = msgspec.json.encode({"success": True, "data": []})
 # Exact waits: backoff ceilings without jitter, 0.5 s after the first failure, then 1 s.
 EXACT: Final = {"initial_wait": 0.5, "jitter": 0.0}
 
 Event = RequestEvent | RetryEvent | ResponseEvent | PauseEvent | BreakerEvent
-
-
-class FakeSleep:
-    """Records every wait it is asked for and returns at once (after one loop turn)."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await asyncio.sleep(0)
 
 
 class Ledger:
@@ -96,11 +86,11 @@ def sleep() -> FakeSleep:
 
 
 @pytest.fixture
-async def plugged(server: FakeSippet, api_key: str,
+async def plugged(server: FakeSippet,
                   sleep: FakeSleep) -> AsyncIterator[tuple[SippetClient, Ledger, Events]]:
     """A client with a ``Ledger`` as its rate limiter and ``Events`` as its hooks."""
     limiter, events = Ledger(), Events()
-    async with SippetClient(api_key, base_url=server.url, rate_limit=limiter, hooks=events,
+    async with SippetClient(KEY, base_url=server.url, rate_limit=limiter, hooks=events,
                             retry=RetryPolicy(sleep=sleep, **EXACT)) as client:
         yield client, limiter, events
 
@@ -119,7 +109,7 @@ def _durations(events: list[Event]) -> list[float]:
 
 
 async def test_a_custom_limiter_and_observer_see_a_retried_and_paused_call(
-    server: FakeSippet, api_key: str, sleep: FakeSleep
+    server: FakeSippet, sleep: FakeSleep
 ) -> None:
     """500, then 429 with Retry-After: 2, then 200: a token per attempt, the 429 as pushback,
     the other replies as successes, aclose once on close; events in order with their fields."""
@@ -127,7 +117,7 @@ async def test_a_custom_limiter_and_observer_see_a_retried_and_paused_call(
     server.push_reply(Reply(status=429, headers={"Retry-After": "2"}))
     limiter, events = Ledger(), Events()
     assert isinstance(limiter, RateLimiter)
-    client = SippetClient(api_key, base_url=server.url, rate_limit=limiter, hooks=events,
+    client = SippetClient(KEY, base_url=server.url, rate_limit=limiter, hooks=events,
                           retry=RetryPolicy(sleep=sleep, **EXACT))
     async with client:
         assert await client.run(ACTION, fields=["id"]) is not None
@@ -204,12 +194,10 @@ class BrokenClose:
         raise RuntimeError("transport close failed")
 
 
-async def test_the_limiter_is_closed_even_when_the_transport_fails_to_close(
-    api_key: str
-) -> None:
+async def test_the_limiter_is_closed_even_when_the_transport_fails_to_close() -> None:
     """client.aclose() closes the limiter after the transport, whatever the transport did."""
     limiter = Ledger()
-    client = SippetClient(api_key, base_url="http://127.0.0.1:9", transport=BrokenClose(),
+    client = SippetClient(KEY, base_url="http://127.0.0.1:9", transport=BrokenClose(),
                           rate_limit=limiter)
     with pytest.raises(RuntimeError, match="transport close failed"):
         await client.aclose()
