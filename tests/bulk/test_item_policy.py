@@ -12,6 +12,7 @@ from typing import get_args
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace as changed
 
 from sippet_async._jobs._policy import (
     MAX_RECONCILE_ROUNDS,
@@ -36,12 +37,12 @@ NO_JOURNAL = replace(WRITE, journal=False)
 
 EARLIER = ItemState(earlier=True)
 SENT_ONCE = ItemState(stage="sending", attempts=1, marked=True)
-REDRIVEN = SENT_ONCE._replace(redriven=True)
+REDRIVEN = changed(SENT_ONCE, redriven=True)
 CHECKING = ItemState(stage="checking", doubt="earlier_run", earlier=True)
-RECONCILING = SENT_ONCE._replace(stage="reconciling", doubt="this_run")
-SET_ASIDE = SENT_ONCE._replace(stage="set_aside")
-SET_ASIDE_UNRESOLVED = RECONCILING._replace(stage="set_aside", lookup_failed=True)
-WAITING = REDRIVEN._replace(stage="waiting")
+RECONCILING = changed(SENT_ONCE, stage="reconciling", doubt="this_run")
+SET_ASIDE = changed(SENT_ONCE, stage="set_aside")
+SET_ASIDE_UNRESOLVED = changed(RECONCILING, stage="set_aside", lookup_failed=True)
+WAITING = changed(REDRIVEN, stage="waiting")
 
 J = JobState
 RUN = J.RUNNING
@@ -99,7 +100,7 @@ TABLE = [
     ("reconcile proved it absent: send again", RECONCILING, "absent", LOOKUP, RUN,
      ("sending", "send", None, None)),
     ("reconcile rounds ran out: unknown",
-     RECONCILING._replace(rounds=MAX_RECONCILE_ROUNDS - 1), "absent", LOOKUP, RUN,
+     changed(RECONCILING, rounds=MAX_RECONCILE_ROUNDS - 1), "absent", LOOKUP, RUN,
      ("settled", "settle", "unknown", "error")),
     ("reconcile found it: succeeded", RECONCILING, "found", LOOKUP, RUN,
      ("settled", "settle", "succeeded", "found")),
@@ -119,12 +120,12 @@ TABLE = [
      J.STOPPING, ("settled", "settle", "unknown", "error")),
     ("reachable again: send", WAITING, "reachable", WRITE, J.REDRIVING,
      ("sending", "send", None, None)),
-    ("reachable again, in doubt: look first", WAITING._replace(doubt="this_run"),
+    ("reachable again, in doubt: look first", changed(WAITING, doubt="this_run"),
      "reachable", LOOKUP, J.REDRIVING, ("checking", "lookup", None, None)),
     ("still unreachable: failed", WAITING, "unreachable", WRITE, J.REDRIVING,
      ("settled", "settle", "failed", "unreachable")),
     ("still unreachable after a failed lookup: unknown",
-     WAITING._replace(lookup_failed=True), "unreachable", LOOKUP, J.REDRIVING,
+     changed(WAITING, lookup_failed=True), "unreachable", LOOKUP, J.REDRIVING,
      ("settled", "settle", "unknown", "unreachable")),
     ("cut off mid-send: unknown", SENT_ONCE, "cut_off", WRITE, J.INTERRUPTING,
      ("settled", "settle", "unknown", "interrupted")),
@@ -151,7 +152,7 @@ def test_the_first_send_is_on_record_before_it_leaves() -> None:
     assert action.mark
     assert first.marked
     assert first.attempts == 1
-    _, again = step(RECONCILING._replace(marked=True), "absent", LOOKUP, RUN)
+    _, again = step(changed(RECONCILING, marked=True), "absent", LOOKUP, RUN)
     assert again.act == "send"
     assert not again.mark
     assert again.cause == "resend_after_reconcile"
@@ -297,7 +298,7 @@ def test_a_read_left_in_doubt_by_an_earlier_run_may_always_be_sent(
     rules: Rules, job: JobState, redriven: bool
 ) -> None:
     """A read (or idempotent=True) left in doubt by an earlier run is always sent."""
-    item = EARLIER._replace(stage="set_aside" if redriven else "new")
+    item = changed(EARLIER, stage="set_aside" if redriven else "new")
     item, action = step(item, "begin", rules, job)
     if action.act == "wait":
         item, action = step(item, "reachable", rules, job)
