@@ -510,8 +510,7 @@ class SippetClient:
                 if not slots.take():
                     await self._queue(call, state)
                 try:
-                    if limits.gated():
-                        await limits.admit(call.action)  # the shared pause, then a rate token
+                    await limits.admit(call.action)  # the shared pause, then a rate token
                     self._sent(call, state)
                     response = await self._transport.send(call)
                 finally:

@@ -195,11 +195,6 @@ class Limits:
         self._cap = retry_after_cap
         self._counters = counters
 
-    def gated(self) -> bool:
-        """Whether a request must pass ``admit`` (a rate limit is set or a pause is on);
-        when False, ``admit`` would return at once, so the caller may skip it."""
-        return self.limiter is not None or self.gate.closed()
-
     async def admit(self, action: str) -> None:
         """Wait for the pause gate, then for a rate token (call while holding a slot)."""
         gate, limiter = self.gate, self.limiter

@@ -73,7 +73,7 @@ _NEVER_RUN: Final = Retrying()
 
 # -- one call -----------------------------------------------------------------------------
 
-class Call(protocol.HttpRequest, frozen=True, gc=False, kw_only=True):
+class Call(protocol.HttpRequest, frozen=True, kw_only=True):
     """One prepared call: the request, and what the engine needs to read its reply and to
     decide about it. Built once per call, before any I/O, and handed to the transport as
     the request itself (so a call costs one object, not two).

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
-import yarl
 
 from sippet_async._config import Timeouts
 from sippet_async._errors import (
@@ -35,7 +34,6 @@ log: Final = logging.getLogger("sippet_async")
 USER_AGENT: Final = f"sippet_async/{__version__}"
 _CHUNK: Final = 64 * 1024
 _CONTENT_ENCODING: Final = aiohttp.hdrs.CONTENT_ENCODING
-_MAX_URLS: Final = 16
 
 # A gap between two sends longer than this may hide a stall of the event loop, during
 # which the server may have closed pooled connections unseen (see AiohttpTransport.send).
@@ -281,7 +279,6 @@ class AiohttpTransport:
         self._owned = session is None
         self._headers = dict(headers or {})
         self._defaults: dict[str, str] | None = None  # an owned session's, from its opening
-        self._urls: dict[str, yarl.URL] = {}
         self._last_send = -math.inf  # time.monotonic() of the last send that went ahead
         self._ssl = ssl
         self._proxy = proxy
@@ -321,15 +318,6 @@ class AiohttpTransport:
         session = self._session = self._new_session(self._defaults)
         return session
 
-    def _url(self, url: str) -> yarl.URL:
-        """The parsed URL, parsed once: a client posts to the same two URLs all its life."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = yarl.URL(url)
-            if len(self._urls) < _MAX_URLS:
-                self._urls[url] = parsed
-        return parsed
-
     async def send(self, request: HttpRequest) -> HttpResponse:
         now = time.monotonic()  # not loop.time(): a stall is real time, whatever the loop
         if now - self._last_send > STALL_GAP:
@@ -348,7 +336,7 @@ class AiohttpTransport:
             # coroutines per request; ``release()`` below does what its exit does.
             try:
                 resp = await session.post(
-                    self._url(request.url),
+                    request.url,
                     data=request.body,
                     headers=extra,  # merged over the session's defaults in a Python loop
                     allow_redirects=False,
@@ -419,7 +407,7 @@ class AiohttpTransport:
         if fresh is None:
             fresh = self._fresh = self._new_session(self._defaults or {}, fresh=True)
         return fresh.post(
-            self._url(request.url), data=request.body, headers=extra, allow_redirects=False,
+            request.url, data=request.body, headers=extra, allow_redirects=False,
             timeout=self._timeout, proxy_headers=self._proxy_headers,
         )
 

@@ -136,7 +136,7 @@ class Rules:
     max_rounds: int = MAX_RECONCILE_ROUNDS
 
 
-class ItemState(msgspec.Struct, frozen=True, gc=False):
+class ItemState(msgspec.Struct, frozen=True):
     """One item's state. ``earlier``: the journal left it in doubt; ``rounds``: lookups
     that found it absent in this pass; ``marked``: its "started" line is written;
     ``lookup_failed``: it was set aside because a lookup failed, so if it is never sent
