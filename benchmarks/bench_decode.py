@@ -38,8 +38,8 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from sippet_async import Contact
-from sippet_async._walk import page_type
 from sippet_async._protocol import HttpResponse, decode_run
+from sippet_async._walk import page_type
 
 _TAGS = ("vip", "lead", "partner", "churned", "beta")
 
