@@ -7,10 +7,10 @@ Example:
 
 Where each rule lives:
 
-* ``_errors``  — the wire error objects (§6.2, §6.3);
+* ``_error_objects`` — the wire error objects (§6.2, §6.3);
 * ``_schema``  — resources, name casing, input casting, seed data (§3.7, §8, §12.6);
 * ``_rules``   — field selection, filter, sort (§3.2 to §3.4);
-* ``_paging``  — page options, offset and keyset pages, cursors (§5);
+* ``_pages``   — page options, offset and keyset pages, cursors (§5);
 * ``_actions`` — the nine actions, ``/run`` and ``/validate`` (§3, §4, §7);
 * ``_store``   — the in-memory tables;
 * ``_faults``  — fault scripts and the rolling-window rate limit (§12.1);
