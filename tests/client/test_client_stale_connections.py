@@ -128,6 +128,19 @@ async def writes_after_the_server_closed_the_pool(server: FakeSippet, api_key: s
     assert sorted(creates(server.requests)) == sorted(names)  # each exactly once
 
 
+async def writes_on_a_borrowed_session(server: FakeSippet, api_key: str
+                                       ) -> tuple[list[object], int]:
+    """Through a session the caller lends: fill its pool, stall while the server closes it,
+    send POOL writes at once. Their results, and the client's unknown outcomes."""
+    async with (aiohttp.ClientSession() as session,
+                SippetClient(api_key, base_url=server.url, session=session,
+                             max_concurrency=POOL, retry=RetryPolicy(attempts=1)) as client):
+        await fill_pool(client, server)
+        results = await asyncio.gather(*(create(client, f"B {i}") for i in range(POOL)),
+                                       return_exceptions=True)
+        return list(results), client.counters.unknown_outcomes
+
+
 async def test_writes_after_a_stall_never_meet_a_connection_the_server_closed(
     idle_closing_server: FakeSippet, api_key: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -161,13 +174,8 @@ async def test_a_borrowed_session_also_gets_the_stall_check(
     """The check runs before the session is used: a borrowed pool sheds its closed
     connections too, and every write after the stall succeeds."""
     server = idle_closing_server
-    async with (aiohttp.ClientSession() as session,
-                SippetClient(api_key, base_url=server.url, session=session,
-                             max_concurrency=POOL, retry=RetryPolicy(attempts=1)) as client):
-        await fill_pool(client, server)
-        results = await asyncio.gather(*(create(client, f"B {i}") for i in range(POOL)),
-                                       return_exceptions=True)
-        assert [r for r in results if isinstance(r, BaseException)] == []
+    results, _ = await writes_on_a_borrowed_session(server, api_key)
+    assert [r for r in results if isinstance(r, BaseException)] == []
     assert len(creates(server.requests)) == POOL
 
 
@@ -191,16 +199,11 @@ async def test_a_borrowed_session_reports_a_refused_write_as_not_sent(
     """Without a session of its own the client does not re-send a refused write, but nor
     does it call it unknown: the failure is a TransportError with sent=False."""
     server = idle_closing_server
-    async with (aiohttp.ClientSession() as session,
-                SippetClient(api_key, base_url=server.url, session=session,
-                             max_concurrency=POOL, retry=RetryPolicy(attempts=1)) as client):
-        await fill_pool(client, server)
-        results = await asyncio.gather(*(create(client, f"B {i}") for i in range(POOL)),
-                                       return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        assert failures, "the scenario did not meet a stale pooled connection"
-        assert all(isinstance(f, TransportError) and f.sent is False for f in failures)
-        assert client.counters.unknown_outcomes == 0
+    results, unknown = await writes_on_a_borrowed_session(server, api_key)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures, "the scenario did not meet a stale pooled connection"
+    assert all(isinstance(f, TransportError) and f.sent is False for f in failures)
+    assert unknown == 0
     assert len(creates(server.requests)) == POOL - len(failures)
 
 
