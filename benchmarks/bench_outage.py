@@ -42,7 +42,7 @@ from typing import Any
 
 import aiohttp
 
-from sippet_async import SippetClient
+from sippet_async import BreakerEvent, Observer, RequestEvent, SippetClient
 
 KEY = "sk_test_bench_outage_0123456789"
 
@@ -109,24 +109,18 @@ class Server:
                 pipe.close()
 
 
-class Sends:
-    """Hooks that stamp every HTTP attempt with the monotonic clock."""
+class Sends(Observer):
+    """Stamps every HTTP attempt, and every change of the breaker, with the monotonic clock."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.changes: list[tuple[str, float]] = []
 
-    def on_request(self, action: str, attempt: int) -> None:
+    def on_request(self, event: RequestEvent) -> None:
         self.times.append(time.monotonic())
 
-    def on_retry(self, action: str, attempt: int, cause: str, wait: float) -> None:
-        pass
-
-    def on_response(self, action: str, attempt: int, status: int, elapsed: float) -> None:
-        pass
-
-    def on_breaker(self, state: str, wait: float) -> None:
-        self.changes.append((state, time.monotonic()))
+    def on_breaker(self, event: BreakerEvent) -> None:
+        self.changes.append((event.state, time.monotonic()))
 
 
 def contacts(n: int, offset: int) -> Iterator[dict[str, Any]]:

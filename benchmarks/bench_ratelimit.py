@@ -40,7 +40,7 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from sippet_async import RateLimitError, RetryPolicy, SippetClient
+from sippet_async import Observer, RateLimitError, RequestEvent, RetryPolicy, SippetClient
 
 KEY = "sk_test_bench_ratelimit_0123456789"
 WORKERS = 64
@@ -114,20 +114,14 @@ class Server:
         return [(t, status) for t, status in json.loads(out)]
 
 
-class SendTimes:
-    """Hooks that stamp each HTTP attempt as the client hands it to the transport."""
+class SendTimes(Observer):
+    """Stamps each HTTP attempt as the client hands it to the transport."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
 
-    def on_request(self, action: str, attempt: int) -> None:
+    def on_request(self, event: RequestEvent) -> None:
         self.times.append(time.monotonic())
-
-    def on_retry(self, action: str, attempt: int, cause: str, wait: float) -> None:
-        pass
-
-    def on_response(self, action: str, attempt: int, status: int, elapsed: float) -> None:
-        pass
 
 
 async def run_one(kind: str, rate: int, seconds: float) -> Row:
