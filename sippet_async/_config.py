@@ -208,6 +208,13 @@ class Timeouts:
                 raise UsageError(f"timeout {name} must be a positive number, got {value!r}")
 
 
+def _check_jitter(owner: str, jitter: object) -> None:
+    """A policy's ``jitter``: the randomised fraction of each wait, within [0, 1]."""
+    if isinstance(jitter, bool) or not isinstance(jitter, int | float) \
+            or not 0.0 <= jitter <= 1.0:
+        raise UsageError(f"{owner}.jitter must be within [0, 1], got {jitter!r}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How a client retries: attempts, full-jitter exponential backoff, the retry budget.
@@ -250,9 +257,7 @@ class RetryPolicy:
         if self.max_wait < self.initial_wait:
             raise UsageError(f"RetryPolicy.max_wait ({self.max_wait!r}) must be >= "
                              f"initial_wait ({self.initial_wait!r})")
-        if isinstance(self.jitter, bool) or not isinstance(self.jitter, int | float) \
-                or not 0.0 <= self.jitter <= 1.0:
-            raise UsageError(f"RetryPolicy.jitter must be within [0, 1], got {self.jitter!r}")
+        _check_jitter("RetryPolicy", self.jitter)
         if self.sleep is not None and not callable(self.sleep):
             raise UsageError(f"RetryPolicy.sleep must be a coroutine function, "
                              f"got {self.sleep!r}")
@@ -299,9 +304,7 @@ class BreakerPolicy:
         if self.max_probe_wait < self.probe_wait:
             raise UsageError(f"BreakerPolicy.max_probe_wait ({self.max_probe_wait!r}) must be "
                              f">= probe_wait ({self.probe_wait!r})")
-        if isinstance(self.jitter, bool) or not isinstance(self.jitter, int | float) \
-                or not 0.0 <= self.jitter <= 1.0:
-            raise UsageError(f"BreakerPolicy.jitter must be within [0, 1], got {self.jitter!r}")
+        _check_jitter("BreakerPolicy", self.jitter)
 
 
 def check_seconds(name: str, value: float | None) -> float | None:
