@@ -17,7 +17,8 @@ Where each rule lives:
 * ``_records`` — :class:`RecordedRequest` and :class:`Reply`;
 * ``_server``  — :class:`FakeSippet`: HTTP, auth, recording, scripts, idempotency;
 * ``_serve``   — :func:`run_forever` / :func:`serve` for the CLI;
-* ``_outage``  — :class:`Outage`: a proxy that crashes on demand, for outage tests.
+* ``_outage``  — :class:`Outage`: a proxy that crashes on demand, for outage tests;
+* ``_redis``   — :class:`RedisServer`: a throwaway ``redis-server`` for the fleet's tests.
 
 Choices the fake makes where docs/protocol.md leaves room:
 
@@ -35,6 +36,7 @@ Choices the fake makes where docs/protocol.md leaves room:
 from ._faults import Faults
 from ._outage import Outage
 from ._records import RecordedRequest, Reply
+from ._redis import RedisServer, RedisServerError
 from ._serve import run_forever, serve
 from ._server import DEFAULT_API_KEY, RUN_PATH, VALIDATE_PATH, FakeSippet
 
@@ -45,6 +47,8 @@ __all__ = [
     "Outage",
     "RUN_PATH",
     "RecordedRequest",
+    "RedisServer",
+    "RedisServerError",
     "Reply",
     "VALIDATE_PATH",
     "run_forever",
