@@ -38,7 +38,7 @@ from sippet_async._jobs._policy import (
     Rules,
     Why,
     admit,
-    step,
+    stepper,
 )
 from sippet_async._jobs._report import BulkReport, Outcome, default_key, record_id
 from sippet_async._jobs._scheduler import Finished, Scheduler
@@ -94,7 +94,7 @@ class ItemDriver(Generic[T]):
         self._journal_path = journal
         self._journal: Journal | None = None
         self._report = report
-        self._rules = rules
+        self._step = stepper(rules)
         self._report_unsent = report_unsent
         self._redrive_wait = redrive_wait
         self._template: dict[str, Any] = {}
@@ -159,8 +159,8 @@ class ItemDriver(Generic[T]):
 
     async def process(self, work: _Work[T]) -> Outcome[T] | None:
         """Drive one item through the policy: its outcome, or None when set aside."""
-        rules, scheduler = self._rules, self.scheduler
-        begun, action = step(work.state, "begin", rules, scheduler.state)
+        steps, scheduler = self._step, self.scheduler
+        begun, action = steps(work.state, "begin", scheduler.state)
         keys: dict[str, Any] = {}
         if action.act != "settle":
             try:
@@ -168,9 +168,10 @@ class ItemDriver(Generic[T]):
             except Exception as exc:  # the caller's request= failed on this item: reject it
                 work.error = UsageError(f"cannot build the request for item {work.index}: {exc}")
                 work.error.__cause__ = exc
-                begun, action = step(work.state, "bad_request", rules, scheduler.state)
+                begun, action = steps(work.state, "bad_request", scheduler.state)
         work.state = begun
         data: Any = None
+        event: Event
         while True:
             act = action.act
             if act == "settle":
@@ -180,54 +181,59 @@ class ItemDriver(Generic[T]):
                 cause = error.__cause__ if isinstance(error, OutcomeUnknownError) else error
                 self._report.count_retry(f"redrive_{_cause(cause)}")
                 return None
-            if act == "send":
-                event, data = await self._send(work, keys, action)
+            if act == "send":  # written out here, not a coroutine of its own: once per item
+                if action.mark or action.cause is not None:
+                    self._before_send(work, action)
+                try:
+                    data = await self._client.run(self._action, **keys)
+                    event = "sent"
+                except SippetError as exc:
+                    event = self._send_failed(work, exc)
             elif act == "lookup":
                 event, data = await self._lookup(work)
             else:
                 reachable = await self._client.wait_reachable(self._redrive_wait)
                 event = "reachable" if reachable else "unreachable"
-            work.state, action = step(work.state, event, rules, scheduler.state)
+            work.state, action = steps(work.state, event, scheduler.state)
 
     def release(self, work: _Work[T]) -> Outcome[T]:
         """An item set aside that gets no redrive (the job stopped): as it stands."""
-        work.state, action = step(work.state, "released", self._rules, self.scheduler.state)
+        work.state, action = self._step(work.state, "released", self.scheduler.state)
         return self._settle(work, action, None)
 
     def cut_off(self, work: _Work[T]) -> Outcome[T] | None:
         """An item cancelled mid-flight: unknown; its journal line stays "started"."""
         if work.state.stage == "settled":
             return None
-        work.state, action = step(work.state, "cut_off", self._rules, self.scheduler.state)
+        work.state, action = self._step(work.state, "cut_off", self.scheduler.state)
         return self._settle(work, action, None)
 
-    async def _send(
-        self, work: _Work[T], keys: dict[str, Any], action: Action
-    ) -> tuple[Event, Any]:
-        """``client.run``; an error no retry can fix stops the job before it is reported."""
+    def _before_send(self, work: _Work[T], action: Action) -> None:
+        """Record "started" (when the policy says so) and count a resend's cause."""
         if action.mark:
             assert self._journal is not None
             assert work.key is not None
             self._journal.started(work.index, work.key)  # on record before it can leave
         if action.cause is not None:
             self._report.count_retry(action.cause)
-        try:
-            return "sent", await self._client.run(self._action, **keys)
-        except SippetError as exc:
-            if is_fatal(exc):
-                self.abort(exc)
-            if isinstance(exc, ClientClosedError):
-                raise
-            work.error = exc
-            if isinstance(exc, OutcomeUnknownError):
-                return "send_unknown", None
-            if isinstance(exc, TransportError) and self._client.counters.breaker in (
-                "open", "probing"
-            ):
-                return "send_outage", None
-            if isinstance(exc, _RETRYABLE):  # retries exhausted; it did not execute
-                return "send_retryable", None
-            return "send_failed", None
+
+    def _send_failed(self, work: _Work[T], exc: SippetError) -> Event:
+        """What a failed ``client.run`` means for the item; an error no retry can fix stops
+        the job before the item is reported."""
+        if is_fatal(exc):
+            self.abort(exc)
+        if isinstance(exc, ClientClosedError):
+            raise exc
+        work.error = exc
+        if isinstance(exc, OutcomeUnknownError):
+            return "send_unknown"
+        if isinstance(exc, TransportError) and self._client.counters.breaker in (
+            "open", "probing"
+        ):
+            return "send_outage"
+        if isinstance(exc, _RETRYABLE):  # retries exhausted; it did not execute
+            return "send_retryable"
+        return "send_failed"
 
     async def _lookup(self, work: _Work[T]) -> tuple[Event, Any]:
         """Run ``reconcile``: found (with the record), absent, or why it failed."""

@@ -144,8 +144,7 @@ class BulkReport:
             self.skipped += 1
         self.reconciled += reconciled
         self.interrupted += interrupted
-        return Outcome(index, item, status, data=data, error=error, attempts=attempts,
-                       record_id=record, reconciled=reconciled, _key=key)
+        return Outcome(index, item, status, data, error, attempts, record, reconciled, key)
 
     def _start(self) -> None:
         self.started_at = time.perf_counter()

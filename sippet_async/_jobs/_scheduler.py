@@ -18,6 +18,7 @@ settles it as it stands. The job's ``JobState`` (``_state``) says what workers m
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -89,7 +90,10 @@ class Scheduler(Generic[T, W, O]):
         self._ordered = ordered
         self._window = window
         self._name = name  # of the worker tasks, for debugging: "<name>-worker-<n>"
-        self._out: asyncio.Queue[Any] = asyncio.Queue()
+        # Outputs (and _DONE, _Crash) waiting for the caller, its one reader: a deque and
+        # a future to wake it, not an asyncio.Queue (the register of speed shortcuts).
+        self._out: deque[Any] = deque()
+        self._arrival: asyncio.Future[None] | None = None  # the caller waits for an output
         self._buffer: dict[int, O] = {}  # ordered: outputs waiting for an earlier one
         self._room_waiters = 0  # workers waiting for the caller to take outputs
         self._changed = asyncio.Event()  # something settled, was yielded, or stop()
@@ -152,7 +156,12 @@ class Scheduler(Generic[T, W, O]):
     def __aiter__(self) -> Scheduler[T, W, O]:
         return self
 
-    async def __anext__(self) -> O:
+    def poll(self) -> O | None:
+        """The next output if one is ready now, else None (outputs are never None).
+
+        Raises:
+            StopAsyncIteration: every output has been taken.
+        """
         buffer, out = self._buffer, self._out
         while True:
             if buffer and self._next_yield in buffer:
@@ -160,9 +169,11 @@ class Scheduler(Generic[T, W, O]):
                 self._next_yield += 1
                 self._changed.set()
                 return output
-            message = out.get_nowait() if out.qsize() else await out.get()
+            if not out:
+                return None
+            message = out.popleft()
             if message is _DONE:
-                out.put_nowait(_DONE)  # the end stays the end
+                out.appendleft(_DONE)  # the end stays the end
                 raise StopAsyncIteration
             if isinstance(message, _Crash):
                 raise message.exc
@@ -172,6 +183,24 @@ class Scheduler(Generic[T, W, O]):
                     self._changed.set()
                 return output
             buffer[index] = output
+
+    async def __anext__(self) -> O:
+        while True:
+            output = self.poll()
+            if output is not None:
+                return output
+            arrival = self._arrival = asyncio.get_running_loop().create_future()
+            try:
+                await arrival
+            finally:
+                self._arrival = None
+
+    def _put(self, message: Any) -> None:
+        """Hand the caller an output (or the end, or a crash) and wake it if it waits."""
+        self._out.append(message)
+        arrival = self._arrival
+        if arrival is not None and not arrival.done():
+            arrival.set_result(None)
 
     async def aclose(self) -> None:
         """Cancel every worker and wait for them; items cut off go to ``interrupted``."""
@@ -194,10 +223,17 @@ class Scheduler(Generic[T, W, O]):
     async def _work(self) -> None:
         me = asyncio.current_task()
         assert me is not None
-        handler, busy = self._handler, self._busy
+        handler, busy, sync = self._handler, self._busy, self._sync
         try:
             while True:
-                taken = await self._take()
+                # A plain iterable with room and nothing set aside: pull here, without a
+                # coroutine per item (the register of speed shortcuts); else ``_take``.
+                taken = None
+                if sync is not None and not self._deferred and not self._exhausted \
+                        and self.state in PULLING and self._has_room():
+                    taken = self._pull_sync(sync)
+                if taken is None:
+                    taken = await self._take()
                 if taken is None:
                     break
                 index, work = taken
@@ -213,17 +249,17 @@ class Scheduler(Generic[T, W, O]):
                 if output is None:
                     self._deferred[index] = work
                 else:
-                    self._out.put_nowait((index, output))
+                    self._put((index, output))
                 self._changed.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug in a callback, a bad key, a closed client
             busy.pop(me, None)
-            self._out.put_nowait(_Crash(exc))
+            self._put(_Crash(exc))
             return
         self._running -= 1
         if self._running == 0:
-            self._out.put_nowait(_DONE)
+            self._put(_DONE)
         self._changed.set()
 
     async def _take(self) -> tuple[int, W] | None:
@@ -267,12 +303,12 @@ class Scheduler(Generic[T, W, O]):
     def _has_room(self) -> bool:
         if self._ordered:
             return self._index < self._next_yield + self._window
-        return self._out.qsize() < self._concurrency
+        return len(self._out) < self._concurrency
 
     def _release_deferred(self) -> None:
         """Settle the items set aside as they stand, in input order."""
         for index in sorted(self._deferred):
-            self._out.put_nowait((index, self._handler.release(self._deferred.pop(index))))
+            self._put((index, self._handler.release(self._deferred.pop(index))))
 
     def _pull_sync(self, source: Iterator[T]) -> tuple[int, W] | None:
         """Pull one item of a plain iterable (no coroutine per item); None to look again."""
@@ -315,7 +351,7 @@ class Scheduler(Generic[T, W, O]):
         self._index += 1
         work = self._handler.admit(index, item)
         if isinstance(work, Finished):
-            self._out.put_nowait((index, work.output))
+            self._put((index, work.output))
             return None
         return index, work
 

@@ -38,6 +38,11 @@ class JobState(enum.Enum):
     CLOSING = "closing"  # the caller left: workers are cancelled, the journal closes
     CLOSED = "closed"  # nothing runs any more
 
+    # Members are singletons compared by identity, so identity hashing is exact; Enum's own
+    # hashes the name in Python, and the bulk job hashes the state twice an item (its
+    # remembered steps: the register of speed shortcuts).
+    __hash__ = object.__hash__
+
 
 class JobEvent(enum.Enum):
     """What moves a job from one state to the next."""
