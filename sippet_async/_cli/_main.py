@@ -207,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_arguments(bulk_import)
     bulk_import.set_defaults(handler=_cmd_import)
 
+    from sippet_async._cli import _enqueue, _worker
+
+    enqueue = add("enqueue", help="queue one job per row of a CSV/JSONL file on Redis",
+                  description=_enqueue.__doc__)
+    _enqueue.add_arguments(enqueue)
+    enqueue.set_defaults(handler=_enqueue.command)
+
+    worker = add("worker", help="run one call worker of a fleet, consuming a Redis queue",
+                 description=_worker.__doc__)
+    _worker.add_arguments(worker)
+    worker.set_defaults(handler=_worker.command)
+
     export = add("export", help="write every record of a list action as JSON Lines")
     export.add_argument("action", help="a list action, e.g. list_contacts")
     export.add_argument("--fields", type=_fields_arg, required=True, help="a,b or a JSON array")

@@ -128,6 +128,11 @@ class RedisCallQueue(Generic[T]):
         """The job's final outcome, or None while it is pending (or unknown to the queue)."""
         return await self.ledger.outcome(job_id)
 
+    async def length(self) -> int:
+        """Jobs ever queued on the stream (each job id once), done or not."""
+        async with translated(self.url):
+            return int(await self._redis.xlen(self.stream))
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self.ledger.aclose()
