@@ -119,6 +119,10 @@ async def _cmd_fake_server(args: argparse.Namespace) -> int:
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.fleet:
+        from sippet_async._cli._demo_fleet import run_fleet_demo
+
+        return await run_fleet_demo(seed=args.seed)
     from sippet_async._cli._demo import run_demo
 
     return await run_demo(seed=args.seed)
@@ -192,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", help="run the end-to-end demo on an embedded fake server")
     demo.add_argument("--seed", type=int, default=7, help="seed for generated data and faults")
+    demo.add_argument("--fleet", action="store_true",
+                      help="instead: worker processes on a Redis call queue (needs [redis])")
     demo.set_defaults(handler=_cmd_demo)
 
     from sippet_async._cli._import import EXIT_CODES_HELP
