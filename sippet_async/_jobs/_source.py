@@ -24,10 +24,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
+from sippet_async._errors import SippetError
+
 if TYPE_CHECKING:
     from sippet_async._jobs._report import Outcome
 
-__all__ = ["Job", "JobSource"]
+__all__ = ["Job", "JobSource", "TakenOverError"]
 
 T = TypeVar("T")
 
@@ -41,6 +43,11 @@ class Job(Generic[T]):
     item: T
     index: int = 0
     in_doubt: bool = False
+
+
+class TakenOverError(SippetError):
+    """Another worker took this job over (this one looked dead): it is theirs to settle,
+    so this worker neither looks it up nor sends it again."""
 
 
 @runtime_checkable
@@ -57,6 +64,10 @@ class JobSource(Protocol[T]):
     def jobs(self) -> AsyncIterator[Job[T]]:
         """Claimed jobs, one at a time, until the session ends; cancelling the wait leaves
         the job unclaimed in the queue."""
+
+    def owns(self, job: Job[T]) -> Awaitable[bool]:
+        """Whether this worker still holds the job's claim (checked before a lookup that
+        may lead to a re-send: a worker that only looked dead must not race its heir)."""
 
     def settle(self, job: Job[T], outcome: Outcome[T], *, final: bool) -> Awaitable[None]:
         """Record ``outcome``. ``final``: the job is done (outcome and acknowledgement in

@@ -30,7 +30,7 @@ from msgspec.structs import replace
 from sippet_async._errors import UsageError
 from sippet_async._jobs._bulk import BulkJob, Reconcile, bulk
 from sippet_async._jobs._report import BulkReport, Outcome
-from sippet_async._jobs._source import Job, JobSource
+from sippet_async._jobs._source import Job, JobSource, TakenOverError
 
 if TYPE_CHECKING:
     from sippet_async._runner import Runner
@@ -186,9 +186,13 @@ class CallWorker(Generic[T]):
             keys.setdefault("idempotency_key", f"sippet-job-{job.id}")
             return keys
 
-        def lookup(job: Job[T]) -> Awaitable[Any]:
+        async def lookup(job: Job[T]) -> Any:
             assert reconcile is not None
-            return reconcile(job.item)
+            # A lookup is the only way to a re-send: first make sure no heir has the job.
+            if not await source.owns(job):
+                raise TakenOverError(f"job {job.id} was taken over by another worker")
+            found = reconcile(job.item)
+            return await found if inspect.isawaitable(found) else found
 
         job: BulkJob[Job[T]] = bulk(
             self._client, self._action, source.jobs(), fields=self._fields, request=request,

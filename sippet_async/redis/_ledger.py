@@ -163,6 +163,12 @@ class RedisCallLedger:
                 args=[owner, _encode(stored), _encode(outcome.item), group, entry])
         return bool(done)
 
+    async def owner(self, job_id: str) -> str | None:
+        """Who holds the job's claim (None when unclaimed or unknown)."""
+        async with translated(self.url):
+            held: Any = await self._redis.hget(self.record_key(job_id), "owner")
+        return None if held is None else bytes(held).decode()
+
     async def release(self, job_id: str, *, owner: str) -> None:
         """Give back a claim whose job was never sent: the next claim is ``new``."""
         async with translated(self.url):

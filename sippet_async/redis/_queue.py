@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import socket
@@ -50,6 +51,8 @@ local entry = redis.call('XADD', KEYS[2], '*', 'job', ARGV[1], 'item', ARGV[2], 
 redis.call('HSET', KEYS[1], 'item', ARGV[2], 'index', index, 'entry', entry)
 return 1
 """
+
+log: Final = logging.getLogger("sippet_async")
 
 _encode: Final = msgspec.json.Encoder().encode
 _decode: Final = msgspec.json.Decoder().decode
@@ -178,13 +181,20 @@ class RedisCallQueue(Generic[T]):
             if job is not None:
                 yield job
 
+    async def owns(self, job: Job[T]) -> bool:
+        """Whether this worker still holds the job's claim. A record lost with a Redis
+        restart counts as held: nobody else can have taken it over."""
+        return await self.ledger.owner(job.id) in (self.consumer, None)
+
     async def settle(self, job: Job[T], outcome: Outcome[T], *, final: bool) -> None:
         """Record a final outcome and acknowledge the entry in one step; else leave the job
         pending (released if it was never sent, claimed and in doubt if it may have been)."""
         entry = self._entries.pop(job.id, b"")
         if final:
-            await self.ledger.finish(job.id, outcome, owner=self.consumer,
-                                     ack=(self.stream, self.group, entry.decode()))
+            if not await self.ledger.finish(job.id, outcome, owner=self.consumer,
+                                            ack=(self.stream, self.group, entry.decode())):
+                log.warning("job %s was taken over by another worker; its outcome (%s) "
+                            "here is not recorded", job.id, outcome.status)
         elif outcome.status == "not_sent":
             await self.ledger.release(job.id, owner=self.consumer)
 

@@ -183,3 +183,30 @@ async def test_a_redis_restart_mid_run(server: FakeSippet, own_redis: RedisServe
     assert max(counts.values()) == 1
     assert all(call(i)["toE164"] not in counts or counts[call(i)["toE164"]] == 1
                for i in lost)
+
+
+async def test_a_worker_that_only_looked_dead_does_not_race_its_heir(
+    server: FakeSippet, redis_url: str
+) -> None:
+    """Its heartbeat lapsed and an heir claimed the job while its send was in flight: the
+    reply lost, it neither looks the job up nor re-sends it, and records nothing."""
+    server.faults = Faults(p_lost_after_commit=1.0, only_actions=frozenset({"create_call"}))
+    server.latency = 0.3
+    async with Queue(redis_url, stream="calls", group="g") as queue, \
+            client_for(server) as client:
+        await _fill(queue, range(1))
+        reported: list[Outcome[Any]] = []
+        worker = CallWorker(client, reported.append, reconcile=by_number(client))
+        running = asyncio.create_task(worker.run(queue))
+        await poll_until(lambda: any(r.action == "create_call" for r in server.requests))
+        await queue.ledger.leave(queue.consumer)  # as if its heartbeat had lapsed
+        assert await queue.ledger.claim("j0", owner="heir") == "in_doubt"
+        await poll_until(lambda: len(reported) == 1, within=10)
+        worker.stop()
+        await running
+        assert reported[0].status == "unknown"
+        assert await queue.outcome("j0") is None  # the heir's to settle
+        assert await queue.ledger.owner("j0") == "heir"
+    assert [r.action for r in server.requests] == ["create_call"]  # no lookup, no re-send
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.xpending("calls", "g")["pending"] == 1  # not acknowledged
