@@ -52,6 +52,7 @@ class Run:
     unresolved: int  # jobs without an outcome, or with status unknown
     statuses: dict[str, int]
     lost_replies: int  # create_call replies the server dropped after committing
+    lookups: int  # list_calls sent: one per lost reply, plus one per job taken over in doubt
     killed_at: list[int]  # dials when each SIGKILL was sent
 
 
@@ -137,17 +138,19 @@ async def run(*, jobs: int = 1000, workers: int = 4, kills: int = 2,
             outcomes = [await queue.outcome(f"j{i}") for i in range(jobs)]
             per_number = collections.Counter(c["toE164"] for c in server.calls)
             lost_replies = sum(1 for r in server.requests if r.fault == "lost_after_commit")
+            lookups = sum(1 for r in server.requests if r.action == "list_calls")
     statuses = collections.Counter(o.status if o else "none" for o in outcomes)
     return Run(jobs, workers, kills, seconds, sum(per_number.values()),
                sum(1 for n in per_number.values() if n > 1),
                statuses["none"] + statuses["unknown"], dict(statuses), lost_replies,
-               killed_at)
+               lookups, killed_at)
 
 
 def _row(label: str, result: Run) -> str:
     return (f"{label:<22} {result.seconds:6.2f}s  dials {result.dials:5d}  "
             f"dialled twice {result.dialled_twice}  unresolved {result.unresolved}  "
-            f"lost replies {result.lost_replies}  kills at dials {result.killed_at}")
+            f"lost replies {result.lost_replies}  lookups {result.lookups}  "
+            f"kills at dials {result.killed_at}")
 
 
 async def _main(jobs: int, workers: int, kills: int, rate: float) -> int:
