@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
+from sippet_async import Outcome
 from sippet_async.redis import RedisCallQueue
 from sippet_async.testing import FakeSippet, Faults, RedisServer
 
@@ -56,7 +57,12 @@ class Run:
     killed_at: list[int]  # dials when each SIGKILL was sent
 
 
-def _worker(url: str, server: FakeSippet, stream: str, rate: float) -> list[str]:
+NAIVE: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_naive_call_worker.py")
+
+
+def _worker(url: str, server: FakeSippet, stream: str, rate: float, naive: bool) -> list[str]:
+    if naive:  # the comparison: no outcome record, blind re-dial of what stays pending
+        return [sys.executable, NAIVE, url, stream, server.url, str(rate)]
     return [sys.executable, "-m", "sippet_async", "worker", "--redis", url, "--rate", str(rate),
             "--stream", stream, "--group", "dialers", "--reconcile-by", "toE164",
             "--base-url", server.url, "--timeout", str(TIMEOUT),
@@ -90,9 +96,11 @@ async def _all_acked(connection: aioredis.Redis, stream: str) -> bool:
 
 
 async def run(*, jobs: int = 1000, workers: int = 4, kills: int = 2,
-              lost: float = 0.02, latency: float = 0.005, rate: float = 100.0) -> Run:
+              lost: float = 0.02, latency: float = 0.005, rate: float = 100.0,
+              naive: bool = False) -> Run:
     """One run on a fresh fake server and a fresh redis-server; ``rate``: requests per
-    second of each worker (the calls take a while, so the kills land mid-run)."""
+    second of each worker (the calls take a while, so the kills land mid-run); ``naive``:
+    run the naive Streams worker instead of ``sippet worker``."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
     env["SIPPET_SECRET_KEY"] = KEY
     stream = "bench:calls"
@@ -103,7 +111,7 @@ async def run(*, jobs: int = 1000, workers: int = 4, kills: int = 2,
             server.faults = Faults(p_lost_after_commit=lost,
                                    only_actions=frozenset({"create_call"}))
             procs = [await asyncio.create_subprocess_exec(
-                *_worker(redis_server.url, server, stream, rate), env=env,
+                *_worker(redis_server.url, server, stream, rate, naive), env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
                 for _ in range(workers)]
             killed_at: list[int] = []
@@ -136,6 +144,8 @@ async def run(*, jobs: int = 1000, workers: int = 4, kills: int = 2,
                 for proc in procs:
                     await proc.communicate()
             outcomes = [await queue.outcome(f"j{i}") for i in range(jobs)]
+            if naive:  # it keeps no outcome: a job is done once acknowledged
+                outcomes = [Outcome(i, None, "succeeded") for i in range(jobs)]
             per_number = collections.Counter(c["toE164"] for c in server.calls)
             lost_replies = sum(1 for r in server.requests if r.fault == "lost_after_commit")
             lookups = sum(1 for r in server.requests if r.action == "list_calls")
@@ -171,6 +181,8 @@ async def _main(jobs: int, workers: int, kills: int, rate: float) -> int:
     for name, ok in checks:
         print(f"target: {name}: {'met' if ok else 'MISSED'}")
     print(f"outcomes: {killed.statuses}")
+    naive = await run(jobs=jobs, workers=workers, kills=kills, rate=rate, naive=True)
+    print(_row("naive Streams worker", naive))
     return 0 if all(ok for _, ok in checks) else 1
 
 

@@ -17,6 +17,7 @@ def test_bench_fleet_calls_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert re.search(r"no kills \(work time\)\s+[\d.]+s\s+dials\s+120", out), out
     assert re.search(r"2 SIGKILLs\s+[\d.]+s\s+dials\s+\d+", out), out
+    assert re.search(r"naive Streams worker\s+[\d.]+s\s+dials\s+\d+", out), out
     for target in ("at most 1 dial per number", "0 unresolved jobs",
                    "finished within work time + takeover + 2 s"):
         assert f"target: {target}" in out
