@@ -216,12 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     from sippet_async._cli import _enqueue, _worker
 
     enqueue = add("enqueue", help="queue one job per row of a CSV/JSONL file on Redis",
-                  description=_enqueue.__doc__)
+                  description=_plain(_enqueue.__doc__))
     _enqueue.add_arguments(enqueue)
     enqueue.set_defaults(handler=_enqueue.command)
 
     worker = add("worker", help="run one call worker of a fleet, consuming a Redis queue",
-                 description=_worker.__doc__)
+                 description=_plain(_worker.__doc__))
     _worker.add_arguments(worker)
     worker.set_defaults(handler=_worker.command)
 
@@ -237,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--resume", action="store_true", help="continue a partial FILE")
     export.set_defaults(handler=_cmd_export)
     return parser
+
+
+def _plain(doc: str | None) -> str:
+    """A module docstring as --help text: without reST's double backquotes."""
+    return (doc or "").replace("``", "")
 
 
 _DASH_VALUE_OPTIONS: Final = frozenset({"--sort"})
