@@ -215,6 +215,7 @@ LAYERS: Final = (
     ("consumers", ("_iterator", "_jobs")),
     ("client", ("_client",)),
     ("package", ("__init__",)),
+    ("optional parts", ("redis",)),  # pip install "sippet_async[redis]"; a consumer of _jobs
     ("fake server", ("testing",)),
     ("command line", ("_cli", "__main__")),
 )

@@ -119,6 +119,10 @@ async def _cmd_fake_server(args: argparse.Namespace) -> int:
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.fleet:
+        from sippet_async._cli._demo_fleet import run_fleet_demo
+
+        return await run_fleet_demo(seed=args.seed)
     from sippet_async._cli._demo import run_demo
 
     return await run_demo(seed=args.seed)
@@ -192,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", help="run the end-to-end demo on an embedded fake server")
     demo.add_argument("--seed", type=int, default=7, help="seed for generated data and faults")
+    demo.add_argument("--fleet", action="store_true",
+                      help="instead: worker processes on a Redis call queue (needs [redis])")
     demo.set_defaults(handler=_cmd_demo)
 
     from sippet_async._cli._import import EXIT_CODES_HELP
@@ -207,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_arguments(bulk_import)
     bulk_import.set_defaults(handler=_cmd_import)
 
+    from sippet_async._cli import _enqueue, _worker
+
+    enqueue = add("enqueue", help="queue one job per row of a CSV/JSONL file on Redis",
+                  description=_plain(_enqueue.__doc__))
+    _enqueue.add_arguments(enqueue)
+    enqueue.set_defaults(handler=_enqueue.command)
+
+    worker = add("worker", help="run one call worker of a fleet, consuming a Redis queue",
+                 description=_plain(_worker.__doc__))
+    _worker.add_arguments(worker)
+    worker.set_defaults(handler=_worker.command)
+
     export = add("export", help="write every record of a list action as JSON Lines")
     export.add_argument("action", help="a list action, e.g. list_contacts")
     export.add_argument("--fields", type=_fields_arg, required=True, help="a,b or a JSON array")
@@ -219,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--resume", action="store_true", help="continue a partial FILE")
     export.set_defaults(handler=_cmd_export)
     return parser
+
+
+def _plain(doc: str | None) -> str:
+    """A module docstring as --help text: without reST's double backquotes."""
+    return (doc or "").replace("``", "")
 
 
 _DASH_VALUE_OPTIONS: Final = frozenset({"--sort"})

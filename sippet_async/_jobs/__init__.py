@@ -11,4 +11,5 @@ nothing here imports the client class. Imports point down this list:
 ``_state``      the job's one state enum and its transition table
 ``_report``     Outcome and BulkReport
 ``_journal``    the append-only file that lets a killed job resume
+``_source``     JobSource: what a shared durable queue gives the call worker
 """

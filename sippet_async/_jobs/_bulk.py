@@ -107,6 +107,7 @@ class BulkJob(Generic[T]):
         report_unsent: bool,
         redrive: bool,
         redrive_wait: float = DEFAULT_REDRIVE_WAIT,
+        previous: Callable[[T], str | None] | None = None,
     ) -> None:
         rules = Rules(
             reconcile=reconcile is not None,
@@ -121,7 +122,7 @@ class BulkJob(Generic[T]):
             client, action, items, fields=fields, request=request, key=key,
             reconcile=reconcile, idempotent=idempotent, journal=journal, report=self._report,
             rules=rules, report_unsent=report_unsent, redrive_wait=redrive_wait,
-            concurrency=concurrency, ordered=ordered, window=window)
+            concurrency=concurrency, ordered=ordered, window=window, previous=previous)
         self._scheduler = self._driver.scheduler
         self._phase: _Phase = "new"
 
@@ -240,8 +241,13 @@ def bulk(
     report_unsent: bool = True,
     redrive: bool = True,
     redrive_wait: float = DEFAULT_REDRIVE_WAIT,
+    previous: Callable[[T], str | None] | None = None,
 ) -> BulkJob[T]:
-    """Validate the options and build the job (nothing runs until it is iterated)."""
+    """Validate the options and build the job (nothing runs until it is iterated).
+
+    ``previous`` (for a job source, instead of a journal): an item's status from an earlier
+    holder, as a journal would give it (``"started"``: it may have been sent).
+    """
     if not isinstance(action, str) or not action:
         raise UsageError(f"action must be a non-empty string, got {action!r}")
     if isinstance(items, str | bytes | bytearray | Mapping) or not isinstance(
@@ -273,5 +279,5 @@ def bulk(
         concurrency=concurrency, ordered=ordered, window=window, journal=journal,
         report_unsent=report_unsent,
         reconcile=reconcile, idempotent=idempotent, redrive=redrive,
-        redrive_wait=float(redrive_wait),
+        redrive_wait=float(redrive_wait), previous=previous,
     )

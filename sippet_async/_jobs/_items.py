@@ -83,8 +83,10 @@ class ItemDriver(Generic[T]):
         report_unsent: bool,
         redrive_wait: float,
         concurrency: int, ordered: bool, window: int,
+        previous: Callable[[T], str | None] | None = None,
     ) -> None:
         self._client = client
+        self._previous = previous
         self._action = action
         self._fields = list(fields) if fields is not None else None
         self._request = request
@@ -137,6 +139,8 @@ class ItemDriver(Generic[T]):
     def admit(self, index: int, item: T) -> _Work[T] | Finished[Outcome[T]]:
         """Key a pulled item and look it up in the journal: skipped if done before."""
         journal = self._journal
+        if self._previous is not None:  # a job source says what an earlier holder did
+            return self._admit_previous(index, item, self._previous(item))
         if self._key is None and journal is None:
             return _Work(index, item, None, None, NEW_ITEM)
         key = self._key(item) if self._key is not None else default_key(item)
@@ -156,6 +160,15 @@ class ItemDriver(Generic[T]):
             return Finished(self._report._settle(index, item, "skipped", key=key,
                                                 record=previous.record_id))
         return _Work(index, item, key, previous.status, state)
+
+    def _admit_previous(
+        self, index: int, item: T, previous: str | None
+    ) -> _Work[T] | Finished[Outcome[T]]:
+        key = self._key(item) if self._key is not None else None
+        state = admit(previous)
+        if state is None:
+            return Finished(self._report._settle(index, item, "skipped", key=key))
+        return _Work(index, item, key, previous, state)
 
     async def process(self, work: _Work[T]) -> Outcome[T] | None:
         """Drive one item through the policy: its outcome, or None when set aside."""

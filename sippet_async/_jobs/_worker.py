@@ -1,6 +1,9 @@
 """The call worker: a long-running consumer that places calls at most once each.
 
-It takes call requests from an ``asyncio.Queue`` or any async iterable and runs each through
+It takes call requests from an ``asyncio.Queue``, any async iterable, or a shared durable
+queue (a ``JobSource`` such as ``sippet_async.redis.RedisCallQueue``: claimed jobs, each
+outcome recorded and acknowledged in one step, a dead worker's jobs taken over and looked
+up before any re-send). It runs each through
 the bulk engine (``client.bulk``), so it shares the client's rate limit, concurrency cap
 and write-safety rules (docs/protocol.md §12.5): a call whose outcome is unknown is reported
 ``unknown`` and never placed again unless ``reconcile`` says it was not placed. Every
@@ -22,9 +25,12 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
+from msgspec.structs import replace
+
 from sippet_async._errors import UsageError
 from sippet_async._jobs._bulk import BulkJob, Reconcile, bulk
 from sippet_async._jobs._report import BulkReport, Outcome
+from sippet_async._jobs._source import Job, JobSource, TakenOverError
 
 if TYPE_CHECKING:
     from sippet_async._runner import Runner
@@ -92,8 +98,9 @@ class CallWorker(Generic[T]):
         self._concurrency = concurrency
         self._reconcile = reconcile
         self._grace = float(grace)
-        self._job: BulkJob[T] | None = None
+        self._job: BulkJob[Any] | None = None
         self._stop_requested = False
+        self._interrupted = False
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -110,18 +117,25 @@ class CallWorker(Generic[T]):
             return
         job.stop()
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._grace, job.interrupt)
+            self._timer = asyncio.get_running_loop().call_later(self._grace, self._interrupt)
+
+    def _interrupt(self) -> None:
+        self._interrupted = True
+        if self._job is not None:
+            self._job.interrupt()
 
     async def run(
         self,
-        source: asyncio.Queue[T] | AsyncIterable[T],
+        source: asyncio.Queue[T] | AsyncIterable[T] | JobSource[T],
         *,
         stop_signals: Sequence[signal.Signals] = (signal.SIGTERM,),
     ) -> BulkReport:
         """Take requests from ``source`` until it ends, ``stop()`` or a stop signal.
 
         With a queue, ``task_done()`` is called once each request's outcome was reported.
-        Returns the final report.
+        With a ``JobSource`` (``RedisCallQueue``), each outcome is recorded there (and the
+        job acknowledged, in one step) before it is reported; a job cut off by the grace
+        timer, or never sent, stays pending for another worker. Returns the final report.
 
         Raises:
             SippetError: the error no retry can fix that stopped the worker (e.g.
@@ -130,6 +144,9 @@ class CallWorker(Generic[T]):
         """
         if self._job is not None:
             raise UsageError("this CallWorker is already running (or has run); make another")
+        if isinstance(source, JobSource):
+            async with source.session(request_timeout=self._client.config.timeouts.total):
+                return await self._run_source(source, stop_signals)
         if isinstance(source, asyncio.Queue):
             items: AsyncIterable[T] = _from_queue(source)
             queue: asyncio.Queue[T] | None = source
@@ -145,6 +162,61 @@ class CallWorker(Generic[T]):
             concurrency=self._concurrency, reconcile=self._reconcile, redrive=False,
             report_unsent=False,  # a queue has no end: what is not taken stays there
         )
+
+        async def deliver(outcome: Outcome[T]) -> None:
+            try:
+                await self._deliver(outcome)
+            finally:
+                if queue is not None:
+                    queue.task_done()
+
+        return await self._drive(job, deliver, stop_signals)
+
+    async def _run_source(
+        self, source: JobSource[T], stop_signals: Sequence[signal.Signals]
+    ) -> BulkReport:
+        """Run the jobs a source claims; each job's id is its item key, and an earlier
+        holder's claim puts it in doubt, as a journal's "started" line would."""
+        build, reconcile = self._request, self._reconcile
+
+        def request(job: Job[T]) -> Mapping[str, Any]:
+            keys: dict[str, Any] = {"input": job.item} if build is None \
+                else dict(build(job.item))
+            # The same key whichever worker sends it (a server honouring it, §12.4).
+            keys.setdefault("idempotency_key", f"sippet-job-{job.id}")
+            return keys
+
+        async def lookup(job: Job[T]) -> Any:
+            assert reconcile is not None
+            # A lookup is the only way to a re-send: first make sure no heir has the job.
+            if not await source.owns(job):
+                raise TakenOverError(f"job {job.id} was taken over by another worker")
+            found = reconcile(job.item)
+            return await found if inspect.isawaitable(found) else found
+
+        job: BulkJob[Job[T]] = bulk(
+            self._client, self._action, source.jobs(), fields=self._fields, request=request,
+            key=_job_id, concurrency=self._concurrency,
+            reconcile=lookup if reconcile is not None else None, redrive=False,
+            report_unsent=False, previous=_earlier,
+        )
+
+        async def deliver(outcome: Outcome[Job[T]]) -> None:
+            taken = outcome.item
+            own: Outcome[T] = replace(outcome, item=taken.item, index=taken.index)  # type: ignore[arg-type]
+            # A call cut off by the grace timer may have been placed: it stays claimed and
+            # pending, and whoever takes it over looks it up first. not_sent: never sent.
+            final = own.status in ("succeeded", "failed", "skipped") or (
+                own.status == "unknown" and not self._interrupted)
+            await source.settle(taken, own, final=final)
+            await self._deliver(own)
+
+        return await self._drive(job, deliver, stop_signals)
+
+    async def _drive(
+        self, job: BulkJob[Any], deliver: Callable[[Outcome[Any]], Awaitable[None]],
+        stop_signals: Sequence[signal.Signals],
+    ) -> BulkReport:
         self._job = job
         loop = asyncio.get_running_loop()
         installed = _install(loop, stop_signals, self.stop)
@@ -154,11 +226,7 @@ class CallWorker(Generic[T]):
                 self.stop()
             async with job:
                 async for outcome in job:
-                    try:
-                        await self._deliver(outcome)
-                    finally:
-                        if queue is not None:
-                            queue.task_done()
+                    await deliver(outcome)
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
@@ -185,6 +253,14 @@ async def _from_queue(queue: asyncio.Queue[T]) -> AsyncIterator[T]:
                 return
             raise
         yield item
+
+
+def _job_id(job: Job[Any]) -> str:
+    return job.id
+
+
+def _earlier(job: Job[Any]) -> str | None:
+    return "started" if job.in_doubt else None
 
 
 def _fresh_key(item: object) -> str:

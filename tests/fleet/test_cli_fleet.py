@@ -1,0 +1,105 @@
+"""`sippet enqueue` and `sippet worker`: dedupe by job id, one action per stream, the
+[redis] extra named when missing, a worker stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from sippet_async._cli._main import main
+from sippet_async.testing import FakeSippet
+
+from ._support import KEY, dials, poll_until
+
+ROWS = "orderId,toE164\no1,+15550000001\no2,+15550000002\no3,+15550000003\no2,+15550000002\n"
+
+
+def test_enqueue_twice_queues_each_job_once(
+    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The job id column dedupes rows and reruns; the column itself is not sent."""
+    rows = tmp_path / "calls.csv"
+    rows.write_text(ROWS)
+    argv = ["enqueue", "create_call", str(rows), "--redis", redis_url, "--stream", "s",
+            "--job-id-column", "orderId"]
+    assert main(argv) == 0
+    assert "enqueued 3 new create_call jobs on s (4 rows: 1 already queued" \
+        in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "enqueued 0 new" in capsys.readouterr().out
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.xlen("s") == 3
+        assert b"orderId" not in r.xrange("s")[0][1][b"item"]
+
+
+def test_a_stream_holds_one_action(
+    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Enqueueing another action on a stream is a usage error (exit 2)."""
+    rows = tmp_path / "calls.csv"
+    rows.write_text(ROWS)
+    assert main(["enqueue", "create_call", str(rows), "--redis", redis_url]) == 0
+    assert main(["enqueue", "create_contact", str(rows), "--redis", redis_url]) == 2
+    assert "holds create_call jobs" in capsys.readouterr().err
+
+
+def test_without_the_extra_the_error_names_it() -> None:
+    """No redis installed: exit 2 and the message says which extra to install."""
+    code = ("import sys; sys.modules['redis'] = None\n"
+            "from sippet_async._cli._main import main\n"
+            "sys.exit(main(['worker', '--redis', 'redis://127.0.0.1:1/0']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert 'pip install "sippet_async[redis]"' in done.stderr
+
+
+@pytest.mark.slow  # a worker process
+async def test_worker_stops_gracefully_on_sigterm(tmp_path: Path, redis_url: str) -> None:
+    """SIGTERM: in-flight calls finish and are recorded, the rest stays queued, exit 0
+    with a summary of outcomes."""
+    rows = tmp_path / "calls.jsonl"
+    rows.write_text("".join(f'{{"toE164": "+1555{i:07d}"}}\n' for i in range(300)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
+    env["SIPPET_SECRET_KEY"] = KEY
+    async with FakeSippet(KEY, latency=0.05) as server:
+        enqueue = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sippet_async", "enqueue", "create_call", str(rows),
+            "--redis", redis_url, env=env)
+        assert await enqueue.wait() == 0
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sippet_async", "worker", "--redis", redis_url,
+            "--base-url", server.url, "--concurrency", "4", "--reconcile-by", "toE164",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await poll_until(lambda: len(server.calls) >= 20, within=60)
+        worker.send_signal(signal.SIGTERM)
+        out, err = await worker.communicate()
+    assert worker.returncode == 0, err.decode()
+    assert " jobs: " in out.decode()
+    assert "succeeded" in out.decode()
+    done = int(out.decode().split(": ")[1].split()[0])
+    assert 20 <= done < 300
+    assert len(server.calls) == done  # every call placed was finished and reported
+    assert max(dials(server).values()) == 1
+    with redis.Redis.from_url(redis_url) as r:
+        finished = sum(r.hget(f"sippet:calls:job:{k.decode().rsplit(':', 1)[1]}", "state")
+                       == b"done" for k in r.scan_iter("sippet:calls:job:*"))
+    assert finished == done  # the rest stays queued for another worker
+
+
+@pytest.mark.slow  # worker processes
+def test_demo_fleet_checks_out() -> None:
+    """`sippet demo --fleet`: a killed worker, every check against the server holds."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
+    done = subprocess.run([sys.executable, "-m", "sippet_async", "demo", "--fleet"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SIGKILLed worker 1" in done.stdout
+    assert done.stdout.count("  ok: ") == 4
+    assert "sk_test" not in done.stdout
