@@ -26,6 +26,7 @@ from sippet_async._jobs._policy import (
     Why,
     admit,
     step,
+    stepper,
 )
 from sippet_async._jobs._state import SENDING, JobEvent, JobState, next_state
 
@@ -325,3 +326,43 @@ def test_only_a_clear_item_or_a_harmless_resend_is_sent(
             doubt = "earlier_run"
         assert doubt == "none" or (doubt == "earlier_run" and rules.resend_safe
                                        and not rules.reconcile)
+
+
+# -- the remembered steps the bulk job asks ----------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(item=st.builds(ItemState, stage=st.sampled_from(get_args(Stage)),
+                      doubt=st.sampled_from(get_args(Doubt)), earlier=st.booleans(),
+                      attempts=st.integers(0, 3), rounds=st.integers(0, 3),
+                      marked=st.booleans(), redriven=st.booleans(),
+                      lookup_failed=st.booleans()),
+       event=st.sampled_from(get_args(Event)), rules=rules_strategy,
+       job=st.sampled_from(list(JobState)))
+def test_a_remembered_step_answers_as_step_does(
+    item: ItemState, event: Event, rules: Rules, job: JobState
+) -> None:
+    """``stepper(rules)`` is ``step`` with the rules fixed: the same answer, asked twice,
+    and the same refusal (a ValueError is raised each time, never remembered)."""
+    remembered = stepper(rules)
+    refusal = None
+    try:
+        expected = step(item, event, rules, job)
+    except ValueError as exc:
+        refusal = str(exc)
+    if refusal is not None:
+        for _ in range(2):
+            with pytest.raises(ValueError, match=r"cannot happen|already settled") as raised:
+                remembered(item, event, job)
+            assert str(raised.value) == refusal
+        return
+    assert remembered(item, event, job) == expected
+    assert remembered(item, event, job) == expected
+
+
+def test_job_states_hash_by_identity_and_still_look_up_by_value() -> None:
+    """``JobState`` hashes by identity (its members are singletons): a member built from
+    its value is the same key."""
+    table = {state: state.value for state in JobState}
+    for state in JobState:
+        assert table[JobState(state.value)] == state.value
+    assert len(table) == len(JobState)
