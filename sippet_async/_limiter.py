@@ -9,13 +9,13 @@ by many processes (a later Redis one) implements the same protocol.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sippet_async._errors import UsageError
 
-__all__ = ["Pushback", "RateLimiter", "check_rate", "is_limiter"]
+__all__ = ["Pushback", "RateLimiter", "SharesPauses", "check_rate", "is_limiter"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +86,21 @@ class RateLimiter(Protocol):
 
     def aclose(self) -> Awaitable[None]:
         """The client that used this limiter is closing."""
+
+
+@runtime_checkable
+class SharesPauses(Protocol):
+    """Optional, beside ``RateLimiter``: a limiter that hears of pauses from elsewhere (a
+    limiter shared by processes, told of another one's 429) implements it.
+
+    The client calls ``attach_pause`` once, when it is built, with a function that pauses
+    its own gate for the given seconds (as its own ``Retry-After`` would: its calls wait,
+    or raise ``RateLimitError`` past ``retry_after_cap``). A limiter without the method is
+    never told anything of the kind.
+    """
+
+    def attach_pause(self, pause: Callable[[float], None]) -> None:
+        """Call ``pause(seconds)`` whenever a pause heard from elsewhere begins."""
 
 
 def check_rate(name: str, value: object) -> float:
