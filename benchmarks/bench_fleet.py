@@ -15,7 +15,8 @@ Sections (``--only`` picks some, comma-separated):
   records (arrivals on the machine's monotonic clock): ``achieved / R`` counts accepted
   requests per second of the run, ``429s`` the rejections (% of requests), ``worst / R``
   the most arrivals in any rolling second, the first included; ``rt / req`` Redis round
-  trips per request sent.
+  trips per request sent; ``dropped`` slots reserved but not used (woken too late, voided
+  by a pause, or left when the run stopped).
 * ``pause``: 4 processes; the server answers one request with 429 ``Retry-After: 1`` every
   2 s. ``in pause`` counts requests that arrived from any process inside a pause (from
   25 ms after the 429, so requests already in flight when it was answered are not counted;
@@ -193,6 +194,7 @@ class Row:
     sent: int
     worst: float
     round_trips: float
+    dropped: int = 0
     in_pause: int = 0
     in_pause_all: int = 0
     pauses: int = 0
@@ -216,6 +218,7 @@ def run_fleet(mode: str, processes: int, rate: int, seconds: float, redis_url: s
                rejected=len(throttled), sent=len(records),
                worst=worst_window([t for t, _ in records]) / rate,
                round_trips=sum(r["round_trips"] for r in results) / max(1, len(records)),
+               dropped=sum(r["dropped"] for r in results),
                in_pause=sum(1 for t, _ in records for p in scripted if p + GRACE < t < p + 1),
                in_pause_all=sum(1 for t, _ in records for p in scripted if p < t < p + 1),
                pauses=len(scripted))
@@ -225,13 +228,15 @@ def limiter_section(args: argparse.Namespace, redis_url: str, out: Callable[[str
     """Shared RedisRateLimit vs each process at R/N."""
     out(f"\n[limiter] {args.processes} processes x {TASKS} tasks, R = {args.rate}/s, "
         f"{args.seconds:g} s per run")
-    out(f"  {'limiter':<14}{'achieved / R':>14}{'429s':>14}{'worst / R':>11}{'rt / req':>10}")
+    out(f"  {'limiter':<14}{'achieved / R':>14}{'429s':>14}{'worst / R':>11}{'rt / req':>10}"
+        f"{'dropped':>9}")
     for mode, name in (("shared", "shared"), ("local", "each at R/N")):
         row = run_fleet(mode, args.processes, args.rate, args.seconds, redis_url)
         share = 100 * row.rejected / max(1, row.sent)
-        rt = f"{row.round_trips:.3f}" if mode == "shared" else "-"
+        rt, dropped = (f"{row.round_trips:.3f}", str(row.dropped)) if mode == "shared" \
+            else ("-", "-")
         out(f"  {name:<14}{row.achieved:>14.3f}{row.rejected:>7} ({share:.2f}%)"
-            f"{row.worst:>11.3f}{rt:>10}")
+            f"{row.worst:>11.3f}{rt:>10}{dropped:>9}")
 
 
 def pause_section(args: argparse.Namespace, redis_url: str, out: Callable[[str], None]) -> None:

@@ -22,7 +22,7 @@ import math
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -331,8 +331,11 @@ class RedisRateLimit:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        pending: list[asyncio.Future[Any]] = [*self._tasks]
+        if self._reserving is not None:
+            pending.append(self._reserving)
+        if pending:  # a pause being shared, a reservation its waiters gave up on
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._owned:
             with contextlib.suppress(*REDIS_FAILURES):
                 await self._redis.aclose()
