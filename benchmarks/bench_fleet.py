@@ -15,13 +15,14 @@ Sections (``--only`` picks some, comma-separated):
   records (arrivals on the machine's monotonic clock): ``achieved / R`` counts accepted
   requests per second of the run, ``429s`` the rejections (% of requests), ``worst / R``
   the most arrivals in any rolling second, the first included; ``rt / req`` Redis round
-  trips per request sent; ``dropped`` slots reserved but not used (woken too late, voided
-  by a pause, or left when the run stopped).
+  trips per request sent; ``dropped`` slots reserved but not sent (woken too late, or
+  voided by a pause).
 * ``pause``: 4 processes; the server answers one request with 429 ``Retry-After: 1`` every
-  2 s. ``in pause`` counts requests that arrived from any process inside a pause (from
-  25 ms after the 429, so requests already in flight when it was answered are not counted;
-  ``from 0 ms`` counts those too), for the shared limit and for each process at R/N (whose
-  pause gate is its own).
+  2 s (besides its rolling limit, whose own 429s are not counted as pauses). ``in pause``
+  counts requests that arrived from any process inside a pause (from 25 ms after the 429,
+  so requests already in flight when it was answered are not counted; ``from 0 ms``
+  counts those too), and ``last at`` how long after a 429 the last request inside a pause
+  arrived, for the shared limit and for each process at R/N (whose pause gate is its own).
 * ``acquire``: what one ``acquire()`` costs on loopback when the rate does not bind, p50 /
   p99: with ``batch=1`` (one Redis round trip each), and with the default batch.
 
@@ -39,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,22 +63,29 @@ async def main():
                           clock=time.monotonic) as server:
         print(server.url, flush=True)
         async def throttle():
+            # From the first request on; the next 429 only once the last one was sent.
+            while not server.requests:
+                await asyncio.sleep(0.01)
             while True:
                 await asyncio.sleep(throttle_every)
+                sent = sum(1 for r in server.requests if r.fault == "scripted")
                 server.push_reply(Reply(status=429, body=b"429 Too Many Requests",
                                         headers={"Retry-After": "1"}))
+                while sum(1 for r in server.requests if r.fault == "scripted") == sent:
+                    await asyncio.sleep(0.01)
         task = asyncio.create_task(throttle()) if throttle_every > 0 else None
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         if task is not None:
             task.cancel()
-        print(json.dumps([[r.received_at, r.status] for r in server.requests]), flush=True)
+        print(json.dumps([[r.received_at, r.status, r.fault] for r in server.requests]),
+              flush=True)
 
 asyncio.run(main())
 """
 
 
 class Server:
-    """The fake server in its own process; its records come back as (received_at, status)."""
+    """The fake server in its own process, its records sent back as JSON."""
 
     def __init__(self, rate: int, throttle_every: float = 0.0) -> None:
         self._proc = subprocess.Popen(
@@ -85,10 +94,11 @@ class Server:
         assert self._proc.stdout is not None
         self.url = self._proc.stdout.readline().strip()
 
-    def records(self) -> list[tuple[float, int | None]]:
-        """Stop the server and return what it recorded."""
+    def records(self) -> list[tuple[float, int | None, str | None]]:
+        """Stop the server; what it recorded: arrival, status, fault (``scripted``: one
+        of the 429s with ``Retry-After: 1``; ``rate_limited``: over the rolling limit)."""
         out, _ = self._proc.communicate("dump\n", timeout=120)
-        return [(t, status) for t, status in json.loads(out)]
+        return [(t, status, fault) for t, status, fault in json.loads(out)]
 
 
 def worst_window(times: Sequence[float], width: float = 1.0) -> int:
@@ -108,7 +118,7 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
     """One process of the fleet: TASKS tasks call as fast as the limiter lets them."""
     limiter: RateLimiter | float
     if args.mode == "shared":
-        limiter = RedisRateLimit(args.redis, key="bench", rate=args.rate)
+        limiter = RedisRateLimit(args.redis, key=args.key, rate=args.rate)
     else:
         limiter = args.rate / args.processes
     client = SippetClient(KEY, base_url=args.url, rate_limit=limiter, max_concurrency=TASKS)
@@ -198,30 +208,34 @@ class Row:
     in_pause: int = 0
     in_pause_all: int = 0
     pauses: int = 0
+    last: float = 0.0  # ms from a 429 to the last request inside its pause
 
 
 def run_fleet(mode: str, processes: int, rate: int, seconds: float, redis_url: str,
               throttle_every: float = 0.0) -> Row:
     """N worker processes in ``mode`` against a fresh rate-limited server."""
     server = Server(rate, throttle_every)
-    workers = [_spawn(["--mode", mode, "--url", server.url, "--redis", redis_url,
+    key = f"bench-{uuid.uuid4().hex}"  # a fresh shared state (its learned rate) per run
+    workers = [_spawn(["--mode", mode, "--url", server.url, "--redis", redis_url, "--key", key,
                        "--rate", str(rate), "--processes", str(processes),
                        "--seconds", str(seconds)])
                for _ in range(processes)]
     start = _start(workers)
     results = _collect(workers)
     records = server.records()
-    in_run = [(t, s) for t, s in records if start <= t < start + seconds]
-    throttled = [t for t, s in records if s == 429]
-    scripted = [t for t in throttled if throttle_every]
+    in_run = [(t, s) for t, s, _ in records if start <= t < start + seconds]
+    scripted = [t for t, _, fault in records if fault == "scripted"]
     return Row(achieved=sum(1 for _, s in in_run if s == 200) / seconds / rate,
-               rejected=len(throttled), sent=len(records),
-               worst=worst_window([t for t, _ in records]) / rate,
+               rejected=sum(1 for _, _, fault in records if fault == "rate_limited"),
+               sent=len(records),
+               worst=worst_window([t for t, _, _ in records]) / rate,
                round_trips=sum(r["round_trips"] for r in results) / max(1, len(records)),
                dropped=sum(r["dropped"] for r in results),
-               in_pause=sum(1 for t, _ in records for p in scripted if p + GRACE < t < p + 1),
-               in_pause_all=sum(1 for t, _ in records for p in scripted if p < t < p + 1),
-               pauses=len(scripted))
+               in_pause=sum(1 for t, _, _ in records for p in scripted if p + GRACE < t < p + 1),
+               in_pause_all=sum(1 for t, _, _ in records for p in scripted if p < t < p + 1),
+               pauses=len(scripted),
+               last=max((1000 * (t - p) for t, _, _ in records for p in scripted
+                         if p < t < p + 1), default=0.0))
 
 
 def limiter_section(args: argparse.Namespace, redis_url: str, out: Callable[[str], None]) -> None:
@@ -244,11 +258,12 @@ def pause_section(args: argparse.Namespace, redis_url: str, out: Callable[[str],
     processes = min(4, args.processes)
     out(f"\n[pause] {processes} processes, R = {args.rate}/s, a 429 with Retry-After: 1 "
         f"every 2 s, {args.pause_seconds:g} s per run")
-    out(f"  {'limiter':<14}{'pauses':>8}{'in pause':>10}{'from 0 ms':>11}")
+    out(f"  {'limiter':<14}{'pauses':>8}{'in pause':>10}{'from 0 ms':>11}{'last at':>11}")
     for mode, name in (("shared", "shared"), ("local", "each at R/N")):
         row = run_fleet(mode, processes, args.rate, args.pause_seconds, redis_url,
                         throttle_every=2.0)
-        out(f"  {name:<14}{row.pauses:>8}{row.in_pause:>10}{row.in_pause_all:>11}")
+        out(f"  {name:<14}{row.pauses:>8}{row.in_pause:>10}{row.in_pause_all:>11}"
+            f"{row.last:>8.1f} ms")
 
 
 def acquire_section(args: argparse.Namespace, redis_url: str,
@@ -280,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small, quick smoke run")
     # A worker process of the fleet (this script runs itself).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    for name in ("--mode", "--url", "--redis"):
+    for name in ("--mode", "--url", "--redis", "--key"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

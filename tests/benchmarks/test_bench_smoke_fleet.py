@@ -21,8 +21,9 @@ def test_bench_fleet_quick(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("shared", "each at R/N"):
         assert len(re.findall(rf"  {re.escape(name)}\s+[\d.]+\s+\d+ \([\d.]+%\)\s+[\d.]+",
                               out)) == 1, out
-        assert re.search(rf"  {re.escape(name)}\s+\d+\s+\d+\s+\d+\n", out), out
-    assert re.search(r"shared .* \d\.\d{3}\n", out), out  # round trips per request
+        assert re.search(rf"  {re.escape(name)}\s+\d+\s+\d+\s+\d+\s+[\d.]+ ms\n", out), out
+    # round trips per request and dropped slots, for the shared limit only
+    assert re.search(r"  shared\s+[\d.]+\s+\d+ \([\d.]+%\)\s+[\d.]+\s+\d\.\d{3}\s+\d+\n", out), out
     assert len(re.findall(r"batch=\d+\s+p50 [\d.]+ ms\s+p99 [\d.]+ ms", out)) == 2, out
     assert "sk_test" not in out  # the key never appears in benchmark output
 

@@ -122,6 +122,28 @@ async def test_a_429_pauses_every_process_including_slots_held(redis_url: str) -
     assert 0.7 * RATE <= rate < RATE  # lowered to 0.7 R, maybe a step back up since
 
 
+async def test_one_limiter_shared_by_two_clients_pauses_both(redis_url: str) -> None:
+    """Two clients on one limiter: the 429 one of them gets closes the other's gate too,
+    once (its own 429 echoed back by Redis grows neither gate)."""
+    async with FakeSippet(KEY) as server:
+        limit = RedisRateLimit(redis_url, key="acct", rate=RATE)
+        throttle = _Throttle(server, after=5, retry_after=0.3)
+        other = _Pauses()
+        clients = [SippetClient(KEY, base_url=server.url, rate_limit=limit, max_concurrency=4,
+                                hooks=hooks) for hooks in (throttle, other)]
+        try:
+            assert await drive(clients, 30, tasks=4) == 30
+        finally:
+            await _close(clients)
+        requests = server.requests
+    [throttled] = [request for request in requests if request.status == 429]
+    assert [request for request in requests
+            if throttled.received_at + 0.025 < request.received_at
+            < throttled.received_at + 0.3] == []
+    causes = sorted(event.cause for hooks in (throttle, other) for event in hooks.pauses)
+    assert causes == ["429", "shared"]
+
+
 async def test_redis_restart_mid_run(own_redis: RedisServer) -> None:
     """Redis restarts (its data gone) in the middle: every call still succeeds (retried
     while Redis is down), and no rolling second carries more than R."""
