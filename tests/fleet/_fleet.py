@@ -10,6 +10,10 @@ from sippet_async import SippetClient
 from sippet_async.testing import RecordedRequest
 
 KEY = "sk_test_fleet_0123456789"
+# The tests check that limiters share one schedule, not the jitter budget (bench_fleet
+# measures that with the default 1.5%): on a loaded 2-core machine a request can reach the
+# server 20-30 ms out of step with its slot, so their limiters leave a wider margin.
+MARGIN = 0.05
 
 
 def worst_window(times: Sequence[float], width: float = 1.0) -> int:

@@ -14,7 +14,7 @@ from sippet_async.redis import RedisRateLimit, RedisUnavailableError
 from sippet_async.redis._connection import shown_url
 from sippet_async.testing import FakeSippet, Faults, RedisServer, Reply
 
-from ._fleet import KEY, drive, statuses, worst_window
+from ._fleet import KEY, MARGIN, drive, statuses, worst_window
 
 RATE = 50
 
@@ -35,7 +35,8 @@ async def test_clients_on_one_key_share_one_exact_limit(redis_url: str) -> None:
     """Three limiters on one key: no rolling second over R (the first included), no 429,
     and the shared rate is used, in few round trips."""
     async with FakeSippet(KEY, faults=Faults(rate_limit=RATE)) as server:
-        limits = [RedisRateLimit(redis_url, key="acct", rate=RATE) for _ in range(3)]
+        limits = [RedisRateLimit(redis_url, key="acct", rate=RATE, margin=MARGIN)
+                  for _ in range(3)]
         clients = _clients(server, limits)
         try:
             assert await drive(clients, 150) == 150
@@ -45,7 +46,7 @@ async def test_clients_on_one_key_share_one_exact_limit(redis_url: str) -> None:
     assert statuses(server.requests) == {200: 150}
     assert worst_window(times) <= RATE
     span = max(times) - min(times)
-    assert 149 / span >= 0.9 * RATE  # the shared schedule is used, not wasted
+    assert 149 / span >= 0.85 * RATE  # the shared schedule is used, not wasted
     assert sum(limit.round_trips for limit in limits) <= 0.5 * 150
 
 
@@ -151,7 +152,8 @@ async def test_redis_restart_mid_run(own_redis: RedisServer) -> None:
     restart_at = 60
 
     async with FakeSippet(KEY, faults=Faults(rate_limit=RATE)) as server:
-        limits = [RedisRateLimit(own_redis.url, key="acct", rate=RATE) for _ in range(2)]
+        limits = [RedisRateLimit(own_redis.url, key="acct", rate=RATE, margin=MARGIN)
+                  for _ in range(2)]
         clients = _clients(server, limits)
 
         async def restart() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from sippet_async.testing import FakeSippet, Faults
 
-from ._fleet import KEY, statuses, worst_window
+from ._fleet import KEY, MARGIN, statuses, worst_window
 
 pytestmark = pytest.mark.slow  # starts other Python processes
 
@@ -22,8 +22,8 @@ import asyncio, sys
 from sippet_async import SippetClient
 from sippet_async.redis import RedisRateLimit
 
-async def main(url, redis_url, key, rate, calls):
-    limit = RedisRateLimit(redis_url, key="acct", rate=rate)
+async def main(url, redis_url, key, rate, calls, margin):
+    limit = RedisRateLimit(redis_url, key="acct", rate=rate, margin=margin)
     async with SippetClient(key, base_url=url, rate_limit=limit, max_concurrency=8) as client:
         left = calls
         async def worker():
@@ -34,7 +34,7 @@ async def main(url, redis_url, key, rate, calls):
         await asyncio.gather(*(worker() for _ in range(8)))
     print(limit.round_trips)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])))
+asyncio.run(main(*sys.argv[1:4], float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])))
 """
 
 
@@ -45,7 +45,7 @@ async def test_processes_on_one_key_share_one_exact_limit(redis_url: str) -> Non
         processes = [
             await asyncio.create_subprocess_exec(
                 sys.executable, "-c", _WORKER, server.url, redis_url, KEY, str(RATE),
-                str(CALLS), stdout=asyncio.subprocess.PIPE)
+                str(CALLS), str(MARGIN), stdout=asyncio.subprocess.PIPE)
             for _ in range(3)]
         outputs = [await process.communicate() for process in processes]
         assert [process.returncode for process in processes] == [0, 0, 0]
