@@ -33,7 +33,7 @@ from sippet_async._limiter import Pushback, check_rate
 from sippet_async._ratelimit import DEFAULT_WINDOW_MARGIN, RateLimit
 
 from ._connection import DEFAULT_REDIS_TIMEOUT, REDIS_FAILURES, RedisUnavailableError, connect
-from ._scripts import PAUSE, RESERVE
+from ._scripts import PAUSE, RESERVE, SCALE
 
 __all__ = ["RedisRateLimit"]
 
@@ -114,6 +114,7 @@ class RedisRateLimit:
         self._late = late
         self._reserve = self._redis.register_script(RESERVE)
         self._pause = self._redis.register_script(PAUSE)
+        self._scale = self._redis.register_script(SCALE)
         # Slots held: (send time on the loop's clock, pause epoch when reserved).
         self._slots: deque[tuple[float, int]] = deque()
         self._epoch = 0  # +1 for each pause heard: slots of an older epoch are void
@@ -283,6 +284,33 @@ class RedisRateLimit:
             log.warning("Redis at %s did not answer (%s): a pause or slow-down of the shared "
                         "rate limit %r reached this process only", self.url,
                         type(exc).__name__, self.key)
+
+    async def shared_rate(self) -> float:
+        """The fleet's current rate, requests per second (``rate`` until a 429 lowers it).
+
+        Raises:
+            RedisUnavailableError: Redis did not answer.
+        """
+        return await self.scale(1.0)
+
+    async def scale(self, factor: float) -> float:
+        """Multiply the fleet's current rate by ``factor``, atomically, within
+        [5% of ``rate``, ``rate``]; return the new rate. The seam for an adaptive policy
+        of one's own: every process on the key paces at the result from its next slots.
+
+        Raises:
+            RedisUnavailableError: Redis did not answer.
+        """
+        state = self._keys[0]
+        try:
+            reply = await self._scale(keys=[state], args=[
+                self.rate, self._window_us, factor, self.rate * MIN_FACTOR, IDLE_EXPIRY_MS])
+        except REDIS_FAILURES as exc:
+            raise RedisUnavailableError(
+                f"Redis at {self.url} did not answer ({type(exc).__name__}): the shared "
+                f"rate limit {self.key!r} cannot be read or changed", url=self.url) from exc
+        self.round_trips += 1
+        return float(reply)
 
     def _void(self) -> None:
         """Drop every slot held, and those sleeping tasks hold."""

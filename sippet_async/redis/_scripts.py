@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["PAUSE", "RESERVE"]
+__all__ = ["PAUSE", "RESERVE", "SCALE"]
 
 # Shared by both scripts: the adaptive rate read from the hash (recovery included).
 _RATE: Final = """
@@ -84,4 +84,21 @@ if pause_ms > left then
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]))
 return left
+"""
+
+SCALE: Final = """
+-- KEYS: the state hash.
+-- ARGV: ceiling rate, window (us), factor, lowest rate, idle expiry (ms).
+-- Multiplies the shared rate (within [lowest, ceiling]) and returns it, as a string.
+local now_parts = redis.call('TIME')
+local now = now_parts[1] * 1000000 + now_parts[2]
+""" + _RATE + """
+local factor = tonumber(ARGV[3])
+rate = math.min(ceiling, math.max(tonumber(ARGV[4]), rate * factor))
+if factor < 1 then
+  decreased = now
+end
+redis.call('HSET', KEYS[1], 'rate', rate, 'changed', now, 'decreased', decreased)
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+return tostring(rate)
 """

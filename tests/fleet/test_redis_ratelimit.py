@@ -4,6 +4,7 @@ one exact limit and one pause for every client on a key, read from the server's 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -143,6 +144,31 @@ async def test_one_limiter_shared_by_two_clients_pauses_both(redis_url: str) -> 
             < throttled.received_at + 0.3] == []
     causes = sorted(event.cause for hooks in (throttle, other) for event in hooks.pauses)
     assert causes == ["429", "shared"]
+
+
+async def test_the_shared_rate_is_scaled_atomically_within_bounds(redis_url: str) -> None:
+    """scale() moves the one rate every limiter on the key reads, never above R nor
+    below 5% of it; the slots granted afterwards are spaced for the new rate."""
+    first = RedisRateLimit(redis_url, key="acct", rate=100)
+    second = RedisRateLimit(redis_url, key="acct", rate=100)
+    try:
+        assert await first.shared_rate() == 100
+        assert await first.scale(0.5) == 50
+        assert await second.shared_rate() == 50
+        assert await second.scale(10) == 100
+        assert await second.scale(0.001) == 5
+        await second.scale(1 / 0.05)
+        await first.scale(0.5)
+        loop = asyncio.get_running_loop()
+        stamps = []
+        for _ in range(5):
+            await second.acquire()
+            stamps.append(loop.time())
+        gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+        assert min(gaps) >= 1.015 / 50 - 0.002  # 50/s now, with the margin
+    finally:
+        await first.aclose()
+        await second.aclose()
 
 
 async def test_redis_restart_mid_run(own_redis: RedisServer) -> None:
