@@ -173,7 +173,8 @@ async def test_the_shared_rate_is_scaled_atomically_within_bounds(redis_url: str
 
 async def test_redis_restart_mid_run(own_redis: RedisServer) -> None:
     """Redis restarts (its data gone) in the middle: every call still succeeds (retried
-    while Redis is down), and no rolling second carries more than R."""
+    while Redis is down), the slots held are dropped, and no rolling second carries more
+    than R."""
     restarted = asyncio.Event()
     restart_at = 60
 
@@ -199,6 +200,9 @@ async def test_redis_restart_mid_run(own_redis: RedisServer) -> None:
         times = [request.received_at for request in server.requests]
     assert statuses(server.requests) == {200: 150}
     assert worst_window(times) <= RATE
+    # Each process dropped the slots it held when its connection to Redis broke: the
+    # restarted Redis's fresh schedule does not stack on them.
+    assert all(limit.dropped > 0 for limit in limits)
 
 
 async def test_unreachable_redis_fails_loudly_without_its_password() -> None:
@@ -218,6 +222,29 @@ async def test_unreachable_redis_fails_loudly_without_its_password() -> None:
     assert error.url == f"redis://:***@127.0.0.1:{unused.port}/0"
     assert "hunter2" not in str(error)
     assert "hunter2" not in repr(limit)
+
+
+async def test_a_redis_that_never_answers_times_out_loudly() -> None:
+    """A Redis that accepts connections but never replies (a partition, a hung server) is
+    RedisUnavailableError after ``redis_timeout``, not a hang."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers; returns when the client gives up
+        writer.close()
+
+    hung = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = hung.sockets[0].getsockname()[1]
+    try:
+        limit = RedisRateLimit(f"redis://127.0.0.1:{port}/0", key="acct", rate=RATE,
+                               redis_timeout=0.2)
+        try:
+            with pytest.raises(RedisUnavailableError, match=f"127.0.0.1:{port}"):
+                await asyncio.wait_for(limit.acquire(), 5)
+        finally:
+            await limit.aclose()
+    finally:
+        hung.close()
+        await hung.wait_closed()
 
 
 async def test_fallback_rate_then_back_to_the_shared_limit(
