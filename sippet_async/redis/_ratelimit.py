@@ -83,8 +83,14 @@ class RedisRateLimit:
         late: a slot woken more than this many seconds late is dropped.
         redis_timeout: seconds to connect to Redis and to wait for a reply.
 
+    Attributes:
+        url: the Redis server, password replaced by ``***``.
+        round_trips: Redis round trips so far (reservations, pauses, ``scale``).
+        dropped: slots reserved but not sent: woken too late, or voided by a pause or by
+            losing Redis.
+
     Raises:
-        UsageError: a bad rate, key or batch.
+        UsageError: a bad rate, key, batch or fallback rate.
 
     Example:
         limit = RedisRateLimit("redis://redis.internal:6379/0", key="acct-42", rate=200)
