@@ -4,7 +4,6 @@ one exact limit and one pause for every client on a key, read from the server's 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 
 import pytest
@@ -164,8 +163,8 @@ async def test_the_shared_rate_is_scaled_atomically_within_bounds(redis_url: str
         for _ in range(5):
             await second.acquire()
             stamps.append(loop.time())
-        gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
-        assert min(gaps) >= 1.015 / 50 - 0.002  # 50/s now, with the margin
+        # 50/s now, with the margin; a wake-up may be up to ``late`` (10 ms) behind its slot
+        assert stamps[-1] - stamps[0] >= 4 * 1.015 / 50 - 0.010
     finally:
         await first.aclose()
         await second.aclose()
