@@ -3,7 +3,8 @@ is told about.
 
 Here, in the lowest layer, so the configuration can hold any limiter (``client.config``
 shows the whole policy); the built-in ``RateLimit`` is in ``_ratelimit``. A limiter shared
-by many processes (a later Redis one) implements the same protocol.
+by many processes (``sippet_async.redis.RedisRateLimit``) implements the same protocol, and
+``SharesPauses`` to close the clients' pause gates when another process is told to wait.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class RateLimiter(Protocol):
     by any method is not swallowed: it fails the call. ``RateLimit`` is the built-in one.
 
     The shared pause of a ``Retry-After`` and the concurrency cap stay in the client
-    whatever limiter is plugged in, so a limiter only paces requests.
+    whatever limiter is plugged in, so a limiter only paces requests (one that also
+    implements ``SharesPauses`` may close the client's pause gate).
 
     ``acquire`` and ``aclose`` are coroutines: implement them with ``async def`` (they are
     declared as returning awaitables only so this module holds no async code).
