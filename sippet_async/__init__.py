@@ -45,7 +45,7 @@ from sippet_async._iterator import RecordIterator
 from sippet_async._jobs._bulk import BulkJob
 from sippet_async._jobs._report import BulkReport, Outcome
 from sippet_async._jobs._worker import CallWorker
-from sippet_async._limiter import Pushback, RateLimiter
+from sippet_async._limiter import Pushback, RateLimiter, SharesPauses
 from sippet_async._models import ErrorItem, KeysetPage, OffsetPage, RunResult, ValidationResult
 from sippet_async._ratelimit import RateLimit
 from sippet_async._resources import Call, Contact
@@ -99,6 +99,7 @@ __all__ = [
     "RunResult",
     "ServerError",
     "ServerUnreachableError",
+    "SharesPauses",
     "SippetClient",
     "SippetError",
     "TLSVerificationError",

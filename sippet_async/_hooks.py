@@ -127,8 +127,10 @@ class PauseEvent:
     that grows (another reply asking for a longer wait).
 
     Attributes:
-        cause: ``"429"`` or ``"503"`` (a reply with ``Retry-After``), or ``"hint"``
-            (``RateLimit-Remaining: 0`` until the window resets).
+        cause: ``"429"`` or ``"503"`` (a reply with ``Retry-After``), ``"hint"``
+            (``RateLimit-Remaining: 0`` until the window resets), or ``"shared"`` (a pause
+            heard by a shared limiter, e.g. another process's 429; ``action`` is
+            ``"(shared)"`` and ``attempt`` 0).
     """
 
     action: str

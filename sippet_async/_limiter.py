@@ -3,19 +3,20 @@ is told about.
 
 Here, in the lowest layer, so the configuration can hold any limiter (``client.config``
 shows the whole policy); the built-in ``RateLimit`` is in ``_ratelimit``. A limiter shared
-by many processes (a later Redis one) implements the same protocol.
+by many processes (``sippet_async.redis.RedisRateLimit``) implements the same protocol, and
+``SharesPauses`` to close the clients' pause gates when another process is told to wait.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from sippet_async._errors import UsageError
 
-__all__ = ["Pushback", "RateLimiter", "check_rate", "is_limiter"]
+__all__ = ["Pushback", "RateLimiter", "SharesPauses", "check_rate", "is_limiter"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +59,8 @@ class RateLimiter(Protocol):
     by any method is not swallowed: it fails the call. ``RateLimit`` is the built-in one.
 
     The shared pause of a ``Retry-After`` and the concurrency cap stay in the client
-    whatever limiter is plugged in, so a limiter only paces requests.
+    whatever limiter is plugged in, so a limiter only paces requests (one that also
+    implements ``SharesPauses`` may close the client's pause gate).
 
     ``acquire`` and ``aclose`` are coroutines: implement them with ``async def`` (they are
     declared as returning awaitables only so this module holds no async code).
@@ -86,6 +88,21 @@ class RateLimiter(Protocol):
 
     def aclose(self) -> Awaitable[None]:
         """The client that used this limiter is closing."""
+
+
+@runtime_checkable
+class SharesPauses(Protocol):
+    """Optional, beside ``RateLimiter``: a limiter that hears of pauses from elsewhere (a
+    limiter shared by processes, told of another one's 429) implements it.
+
+    The client calls ``attach_pause`` once, when it is built, with a function that pauses
+    its own gate for the given seconds (as its own ``Retry-After`` would: its calls wait,
+    or raise ``RateLimitError`` past ``retry_after_cap``). A limiter without the method is
+    never told anything of the kind.
+    """
+
+    def attach_pause(self, pause: Callable[[float], None]) -> None:
+        """Call ``pause(seconds)`` whenever a pause heard from elsewhere begins."""
 
 
 def check_rate(name: str, value: object) -> float:

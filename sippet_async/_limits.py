@@ -24,7 +24,7 @@ from typing import Final, cast
 from sippet_async import _protocol as protocol
 from sippet_async._errors import RateLimitError
 from sippet_async._hooks import Counters, PauseHook
-from sippet_async._limiter import Pushback, RateLimiter, check_rate, is_limiter
+from sippet_async._limiter import Pushback, RateLimiter, SharesPauses, check_rate, is_limiter
 from sippet_async._ratelimit import RateLimit
 
 __all__ = ["Limits", "PauseGate", "Slots"]
@@ -165,7 +165,11 @@ _PAUSE_CAUSES: Final = {
     "429": "HTTP 429 with Retry-After",
     "503": "HTTP 503 with Retry-After",
     "hint": "RateLimit-Remaining: 0",
+    "shared": "a pause shared by its rate limiter (another process's Retry-After)",
 }
+# A shared pause that ends within this much of the client's own is the same pause (its own
+# 429 echoed back, or the other 429s of one burst): it does not grow the gate.
+SHARED_PAUSE_SLACK: Final = 0.05
 
 
 class Limits:
@@ -194,6 +198,8 @@ class Limits:
         self.limiter = _limiter(rate_limit)
         self._cap = retry_after_cap
         self._counters = counters
+        if isinstance(self.limiter, SharesPauses):
+            self.limiter.attach_pause(self._shared_pause)
 
     async def admit(self, action: str) -> None:
         """Wait for the pause gate, then for a rate token (call while holding a slot)."""
@@ -224,6 +230,13 @@ class Limits:
         """Close the rate limiter (the client is closing)."""
         if self.limiter is not None:
             await self.limiter.aclose()
+
+    def _shared_pause(self, seconds: float) -> None:
+        """The limiter heard of a pause from elsewhere: this client's gate closes too."""
+        gate = self.gate
+        if gate.closed() and gate.until - time.monotonic() >= seconds - SHARED_PAUSE_SLACK:
+            return  # the gate's clock is time.monotonic (built above with its default)
+        gate.pause(seconds, action="(shared)", attempt=0, cause="shared")
 
     def _throttled(self, action: str, attempt: int, status: int,
                    response: protocol.HttpResponse) -> None:

@@ -212,7 +212,9 @@ LAYERS: Final = (
     ("pure", ("_version", "_errors", "_config", "_models", "_protocol", "_walk", "_hooks",
               "_resources", "_runner", "_limiter")),
     ("engine", ("_transport", "_retry", "_ratelimit", "_limits", "_breaker")),
-    ("consumers", ("_iterator", "_jobs")),
+    # The Redis parts (the optional [redis] extra) sit on the engine's seams: the limiter
+    # protocol, the built-in limiter as a fallback, the error tree.
+    ("consumers", ("_iterator", "_jobs", "redis")),
     ("client", ("_client",)),
     ("package", ("__init__",)),
     ("optional parts", ("redis",)),  # pip install "sippet_async[redis]"; a consumer of _jobs
@@ -314,3 +316,14 @@ def test_layer_check_sees_an_upward_import() -> None:
     assert _rank(f"{PACKAGE}._transport") < _rank(f"{PACKAGE}._client") \
         < _rank(f"{PACKAGE}._cli._main")
     assert f"{PACKAGE}._iterator" in _internal_imports(f"{PACKAGE}._client")
+
+
+def test_importing_the_package_does_not_import_redis() -> None:
+    """The Redis parts are optional: ``import sippet_async`` loads no redis-py (a client
+    without the [redis] extra works, and starts as fast as before)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, sippet_async, sippet_async.testing; "
+         "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith('redis.')"
+         " or m.startswith('sippet_async.redis')))"],
+        capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(done.stdout.replace("'", '"')) == []

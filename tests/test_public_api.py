@@ -54,6 +54,7 @@ PUBLIC = [
     "RunResult",
     "ServerError",
     "ServerUnreachableError",
+    "SharesPauses",
     "SippetClient",
     "SippetError",
     "TLSVerificationError",

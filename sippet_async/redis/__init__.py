@@ -1,8 +1,15 @@
-"""The Redis parts of a fleet of workers: ``pip install "sippet_async[redis]"``.
+"""The fleet's Redis parts: many processes, on many machines, acting as one client.
 
-``RedisCallQueue`` is a call queue on Redis Streams that ``CallWorker.run`` consumes;
-``RedisCallLedger`` is its per-job outcome record, usable around any other queue.
-``import sippet_async`` never imports this package (nor redis).
+Installed with ``pip install "sippet_async[redis]"`` (redis-py's asyncio client); the rest of
+sippet_async never imports it.
+
+* ``RedisRateLimit`` — one rate limit and one pause shared by every process using a key
+  (``_ratelimit``, its Lua scripts in ``_scripts``);
+* ``RedisCallQueue`` — a call queue on Redis Streams that ``CallWorker.run`` consumes
+  (``_queue``);
+* ``RedisCallLedger`` — its per-job outcome record, usable around any other queue
+  (``_ledger``);
+* ``RedisUnavailableError`` — Redis did not answer (``_connection``).
 """
 
 try:
@@ -12,8 +19,9 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess 
         'sippet_async.redis needs the [redis] extra: pip install "sippet_async[redis]"'
     ) from _missing
 
-from sippet_async.redis._connect import RedisUnavailableError
+from sippet_async.redis._connection import RedisUnavailableError
 from sippet_async.redis._ledger import RedisCallLedger
 from sippet_async.redis._queue import RedisCallQueue
+from sippet_async.redis._ratelimit import RedisRateLimit
 
-__all__ = ["RedisCallLedger", "RedisCallQueue", "RedisUnavailableError"]
+__all__ = ["RedisCallLedger", "RedisCallQueue", "RedisRateLimit", "RedisUnavailableError"]

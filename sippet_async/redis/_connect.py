@@ -1,4 +1,4 @@
-"""The Redis connection of the call queue and ledger, and its one typed error.
+"""The Redis connection of the call queue and ledger.
 
 redis-py retries a command on a dropped connection (a Redis restart, a failover) for a few
 seconds; past that, every redis-py connection error becomes ``RedisUnavailableError`` here,
@@ -17,9 +17,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sippet_async._errors import SippetError
+from sippet_async.redis._connection import RedisUnavailableError, shown_url
 
-__all__ = ["RedisUnavailableError", "connect", "translated"]
+__all__ = ["connect", "translated"]
 
 # A restart of a local Redis takes well under a second; 8 tries with backoff capped at
 # 0.5 s ride out ~3 s of it before a command fails for good.
@@ -30,14 +30,6 @@ BACKOFF_BASE: Final = 0.05
 # mistaken for a dead connection.
 SOCKET_TIMEOUT: Final = 10.0
 CONNECT_TIMEOUT: Final = 2.0
-
-
-class RedisUnavailableError(SippetError, ConnectionError):
-    """Redis could not be reached (or stopped answering) after the connection's retries.
-
-    Nothing about a job is decided by this error: a job being sent stays claimed in its
-    outcome record, and a job not yet taken stays in the queue.
-    """
 
 
 def connect(url: str) -> aioredis.Redis:
@@ -57,13 +49,6 @@ async def translated(url: str) -> AsyncIterator[None]:
     try:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise RedisUnavailableError(
-            f"Redis at {_safe(url)} is unreachable: {exc}") from exc
-
-
-def _safe(url: str) -> str:
-    """The URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return scheme + sep + rest
+        shown = shown_url(url)
+        raise RedisUnavailableError(f"Redis at {shown} is unreachable: {exc}",
+                                    url=shown) from exc
