@@ -75,10 +75,7 @@ def _rate_limit(args: argparse.Namespace, parts: Any) -> Any:
         return args.rate
     if args.rate is None:
         raise UsageError("--rate-key needs --rate")
-    shared = getattr(parts, "RedisRateLimit", None)
-    if shared is None:  # pragma: no cover - until the shared limiter is merged
-        raise UsageError("--rate-key: this build has no RedisRateLimit")
-    return shared(args.redis, key=args.rate_key, rate=args.rate)
+    return parts.RedisRateLimit(args.redis, key=args.rate_key, rate=args.rate)
 
 
 async def command(args: argparse.Namespace) -> int:

@@ -103,3 +103,30 @@ def test_demo_fleet_checks_out() -> None:
     assert "SIGKILLed worker 1" in done.stdout
     assert done.stdout.count("  ok: ") == 4
     assert "sk_test" not in done.stdout
+
+
+@pytest.mark.slow  # a worker process
+async def test_worker_rate_key_shares_the_limit_through_redis(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """--rate R --rate-key K: the worker paces through RedisRateLimit under key K (its
+    shared state appears in Redis with rate R)."""
+    rows = tmp_path / "calls.jsonl"
+    rows.write_text("".join(f'{{"toE164": "+1555{i:07d}"}}\n' for i in range(100)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
+    env["SIPPET_SECRET_KEY"] = KEY
+    async with FakeSippet(KEY) as server:
+        enqueue = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sippet_async", "enqueue", "create_call", str(rows),
+            "--redis", redis_url, env=env)
+        assert await enqueue.wait() == 0
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sippet_async", "worker", "--redis", redis_url,
+            "--base-url", server.url, "--rate", "20", "--rate-key", "acct-1",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await poll_until(lambda: len(server.calls) >= 5, within=60)
+        worker.send_signal(signal.SIGTERM)
+        _, err = await worker.communicate()
+    assert worker.returncode == 0, err.decode()
+    with redis.Redis.from_url(redis_url) as r:
+        assert float(r.hget("sippet:ratelimit:{acct-1}", "rate")) == 20.0
