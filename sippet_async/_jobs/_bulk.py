@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar
 
 from sippet_async._errors import SippetError, UsageError
 from sippet_async._jobs._items import ItemDriver
+from sippet_async._jobs._journal import Journal
 from sippet_async._jobs._policy import Rules
 from sippet_async._jobs._report import BulkReport, Outcome
 from sippet_async._protocol import is_read_action
@@ -101,7 +102,7 @@ class BulkJob(Generic[T]):
         concurrency: int,
         ordered: bool,
         window: int,
-        journal: str | os.PathLike[str] | None,
+        journal: str | os.PathLike[str] | Journal | None,
         reconcile: Reconcile[T] | None,
         idempotent: bool | None,
         report_unsent: bool,
@@ -235,7 +236,7 @@ def bulk(
     concurrency: int | None = None,
     ordered: bool = False,
     window: int | None = None,
-    journal: str | os.PathLike[str] | None = None,
+    journal: str | os.PathLike[str] | Journal | None = None,
     reconcile: Reconcile[T] | None = None,
     idempotent: bool | None = None,
     report_unsent: bool = True,
@@ -246,7 +247,8 @@ def bulk(
     """Validate the options and build the job (nothing runs until it is iterated).
 
     ``previous`` (for a job source, instead of a journal): an item's status from an earlier
-    holder, as a journal would give it (``"started"``: it may have been sent).
+    holder, as a journal would give it (``"started"``: it may have been sent). A call
+    worker passes both: its own ``Journal`` (opened by key) and ``previous`` reading it.
     """
     if not isinstance(action, str) or not action:
         raise UsageError(f"action must be a non-empty string, got {action!r}")
