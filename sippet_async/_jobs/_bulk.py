@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar
 from sippet_async._errors import SippetError, UsageError
 from sippet_async._jobs._items import ItemDriver
 from sippet_async._jobs._journal import Journal
+from sippet_async._jobs._logs import job_logs
 from sippet_async._jobs._policy import Rules
 from sippet_async._jobs._report import BulkReport, Outcome
 from sippet_async._protocol import is_read_action
@@ -158,7 +159,8 @@ class BulkJob(Generic[T]):
             try:
                 self._report._start()
                 self._driver.open(uuid.uuid4().hex)
-                self._scheduler.start()
+                with job_logs():  # its worker tasks: the job logs how each item ends
+                    self._scheduler.start()
             except BaseException:
                 await self._end()
                 raise

@@ -284,6 +284,9 @@ class ItemDriver(Generic[T]):
         if journal is not None and work.key is not None and status != "not_sent" \
                 and why != "interrupted":
             journal.finished(work.index, work.key, status, record_id=record, error=error)
+        if status == "unknown":  # the one line per item the user must act on (see _logs)
+            log.warning("%s: item %d ended unknown, not sent again: %s", self._action,
+                        work.index, error)
         return self._report._settle(
             work.index, work.item, status, data=data, error=error,
             attempts=work.state.attempts, record=record, reconciled=why == "found",
