@@ -151,14 +151,20 @@ async def test_the_same_key_twice_in_one_run_is_placed_once(
 ) -> None:
     """A key is placed at most once per journal, within a run too; key= tells requests apart."""
 
+    settled = asyncio.Event()
+
     async def twice() -> AsyncIterator[dict[str, Any]]:
         yield call(0)
-        await asyncio.sleep(0.05)  # the first is settled before the second is taken
+        await settled.wait()  # the first is settled before the second is taken
         yield call(0)
 
     outcomes: list[Outcome[Any]] = []
-    worker = CallWorker(client, outcomes.append, concurrency=1,
-                        journal=tmp_path / "calls.journal")
+
+    def record(outcome: Outcome[dict[str, Any]]) -> None:
+        outcomes.append(outcome)
+        settled.set()
+
+    worker = CallWorker(client, record, concurrency=1, journal=tmp_path / "calls.journal")
     await worker.run(twice())
     assert [o.status for o in outcomes] == ["succeeded", "skipped"]
     assert _dials(server) == {call(0)["toE164"]: 1}
