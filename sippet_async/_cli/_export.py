@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
 import msgspec
 
+from sippet_async._cli._signals import Interrupts
 from sippet_async._errors import UsageError
 from sippet_async._walk import ResumeToken
 
@@ -88,6 +90,12 @@ class ExportResult:
     pages: int
     elapsed: float
     resumed_from: int = 0
+    signalled: signal.Signals | None = None  # stopped early by it (Ctrl-C: SIGINT)
+
+    @property
+    def complete(self) -> bool:
+        """Every record is in the file (else ``resume=True`` continues it)."""
+        return self.signalled is None
 
 
 def state_path(out: str | os.PathLike[str]) -> Path:
@@ -109,6 +117,7 @@ async def export_jsonl(
     concurrency: int = 1,
     resume: bool = False,
     progress: Callable[[ExportProgress], None] | None = None,
+    stop_signals: Sequence[signal.Signals] = (),
 ) -> ExportResult:
     """Write every record of ``action`` to ``out`` as JSON Lines.
 
@@ -118,6 +127,9 @@ async def export_jsonl(
             consistency trade-off).
         resume: continue a partial file at ``out`` instead of overwriting it.
         progress: called after each page.
+        stop_signals: on the first (the command passes Ctrl-C and SIGTERM), stop after the
+            page being fetched is written, keeping the resume state (``signalled`` on the
+            result); the second acts as if they were not handled.
 
     Example:
         result = await export_jsonl(client, "list_contacts", "contacts.jsonl",
@@ -136,24 +148,35 @@ async def export_jsonl(
             raise UsageError("resume needs an output file, not a stream")
         sink = _StreamSink(out)
     written = pages = 0
+    interrupts = Interrupts(stop_signals, _between_pages)
     try:
         records = client.iter(action, fields=fields, filter=filter, sort=sort, input=input,
                               page_size=page_size, concurrency=concurrency,
                               resume=sink.token, type=msgspec.Raw)
-        async with records:
-            async for page in records.pages():
-                blob = _lines(page.results)
-                await asyncio.to_thread(sink.write, blob, len(page.results), page.resume_token)
-                written += len(page.results)
-                pages += 1
-                if progress is not None:
-                    progress(ExportProgress(sink.lines, written, pages,
-                                            time.perf_counter() - started))
-        await asyncio.to_thread(sink.finish)
+        with interrupts:
+            async with records:
+                async for page in records.pages():
+                    blob = _lines(page.results)
+                    await asyncio.to_thread(sink.write, blob, len(page.results),
+                                            page.resume_token)
+                    written += len(page.results)
+                    pages += 1
+                    if progress is not None:
+                        progress(ExportProgress(sink.lines, written, pages,
+                                                time.perf_counter() - started))
+                    if interrupts.signum is not None:  # the page is written and on record
+                        break
+        if interrupts.signum is None:
+            await asyncio.to_thread(sink.finish)
     finally:
         await asyncio.to_thread(sink.close)
     return ExportResult(records=sink.lines, written=written, pages=pages,
-                        elapsed=time.perf_counter() - started, resumed_from=sink.resumed_from)
+                        elapsed=time.perf_counter() - started, resumed_from=sink.resumed_from,
+                        signalled=interrupts.signum)
+
+
+def _between_pages() -> None:
+    """A stop signal is read after each page is written (``Interrupts.signum``)."""
 
 
 def _lines(records: Sequence[msgspec.Raw]) -> bytes:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from sippet_async._cli._rows import (
     parse_map,
     read_rows,
 )
+from sippet_async._cli._signals import STOP_SIGNALS, Interrupts, exit_code
 from sippet_async._errors import (
     ActionNotFoundError,
     AuthenticationError,
@@ -72,7 +74,8 @@ exit codes:
   3    stopped: an error no retry can fix (the key was rejected, the action does not
        exist, the URL is wrong); the rows not sent are sent by the next run
   4    stopped: more rows were rejected than --max-rejects allows
-  130  interrupted (Ctrl-C); the next run resumes
+  130  interrupted (Ctrl-C): rows in flight finished and were recorded; the summary
+       is printed and the same command resumes (a second Ctrl-C stops at once)
 """
 
 
@@ -84,12 +87,14 @@ class ImportResult:
     rejected: int
     rejects: Path | None
     journal: Path
+    signalled: signal.Signals | None = None  # what stopped it early (Ctrl-C: SIGINT)
 
     @property
     def ok(self) -> bool:
         """True when every row succeeded (now or in an earlier run)."""
         report = self.report
-        return report.failed == report.unknown == report.not_sent == 0
+        return report.failed == report.unknown == report.not_sent == 0 \
+            and self.signalled is None
 
     @property
     def stopped_by(self) -> SippetError | None:
@@ -162,6 +167,7 @@ async def import_file(
     progress: bool = False,
     max_rejects: str | int | None = None,
     redrive_wait: float | None = None,
+    stop_signals: Sequence[signal.Signals] = (),
 ) -> ImportResult:
     """Import every row of a CSV or JSONL file with ``action``; resumable through the journal.
 
@@ -170,6 +176,9 @@ async def import_file(
     than that are rejected; the rest are reported ``not_sent``. An error no retry can fix
     stops it too; either way ``stopped_by`` on the result says why. ``redrive_wait`` bounds
     how long rows wait for an unreachable server to answer again (default: the bulk job's).
+    On the first of ``stop_signals`` (the command passes Ctrl-C and SIGTERM) no more rows
+    are sent and those in flight finish (``signalled`` on the result); on the second those
+    in flight are cancelled too (reported unknown, looked up or reported again next run).
 
     Example:
         result = await import_file(client, "create_contact", "contacts.csv",
@@ -192,7 +201,8 @@ async def import_file(
         redrive_wait=DEFAULT_REDRIVE_WAIT if redrive_wait is None else redrive_wait,
     )
     allowed = limit.allowed(total or 0) if limit is not None else None
-    with Rejects(rejects_path) as rejected, ImportProgress(progress, total, job.report) as live:
+    with Rejects(rejects_path) as rejected, ImportProgress(progress, total, job.report) as live, \
+            Interrupts(stop_signals, job.stop, job.interrupt) as interrupts:
         async with job:
             async for outcome in job:
                 # Rows not sent are counted, not listed: they are not rejected, and the
@@ -203,7 +213,8 @@ async def import_file(
                         _too_many(job, rejected.count, allowed, limit, total)
                 live.tick()
     return ImportResult(job.report, rejected.count,
-                        rejects_path if rejected.count else None, journal_path)
+                        rejects_path if rejected.count else None, journal_path,
+                        interrupts.signum)
 
 
 def _too_many(job: BulkJob[Row], rejected: int, allowed: int, limit: RejectLimit | None,
@@ -309,12 +320,15 @@ async def command(args: argparse.Namespace) -> int:
             rejects=args.rejects, reconcile_by=args.reconcile_by,
             reconcile_action=args.reconcile_action, progress=progress,
             max_rejects=args.max_rejects, redrive_wait=args.redrive_wait,
+            stop_signals=STOP_SIGNALS,
         )
     _print_summary(result)
     return _exit_code(result)
 
 
 def _exit_code(result: ImportResult) -> int:
+    if result.signalled is not None:
+        return exit_code(result.signalled)
     if isinstance(result.stopped_by, TooManyRejectsError):
         return EXIT_TOO_MANY_REJECTS
     if result.stopped_by is not None:
@@ -333,6 +347,9 @@ def _print_summary(result: ImportResult) -> None:
         print(f"sippet import: STOPPED by {type(stopped).__name__}: {stopped}", file=out)
         print(f"sippet import: {result.report.not_sent} row(s) not sent; {_remedy(stopped)}, "
               "then run the same command again to send them", file=out)
+    if result.signalled is not None:
+        print(f"sippet import: INTERRUPTED by {result.signalled.name}: rows in flight "
+              "finished and were recorded; the rest were not sent", file=out)
     print(f"sippet import: journal {result.journal} (run the same command again to resume)",
           file=out)
 

@@ -139,16 +139,30 @@ async def _cmd_export(args: argparse.Namespace) -> int:
 
     if args.resume and args.output is None:
         raise UsageError("--resume continues a file: give it with -o FILE")
+    from sippet_async._cli._signals import STOP_SIGNALS, exit_code
+
     out = args.output if args.output is not None else sys.stdout.buffer
     with terminal_progress(sys.stderr) as progress:
         async with _client(args) as client:
-            await export_jsonl(
+            result = await export_jsonl(
                 client, args.action, out, fields=args.fields, filter=args.filter,
                 sort=args.sort, concurrency=args.concurrency, resume=args.resume,
-                progress=progress,
+                progress=progress, stop_signals=STOP_SIGNALS,
                 page_size=DEFAULT_EXPORT_PAGE_SIZE if args.page_size is None else args.page_size,
             )
-    return EXIT_OK
+    if result.signalled is None:
+        return EXIT_OK
+    print(f"sippet export: INTERRUPTED by {result.signalled.name}: {result.records} records "
+          f"in the output, {result.written} of them written by this run, each page whole",
+          file=sys.stderr)
+    if args.output is None:
+        print("sippet export: standard output cannot be resumed; export to a file "
+              "(-o FILE) to continue one later with --resume", file=sys.stderr)
+    else:
+        again = "the same command" if args.resume else "the same command with --resume"
+        print(f"sippet export: run {again} to continue {args.output} where it stopped",
+              file=sys.stderr)
+    return exit_code(result.signalled)
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -277,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # files of import/export, a port already in use
         print(f"sippet: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before a command handles Ctrl-C, or export's second one
         with contextlib.suppress(Exception):
             print("sippet: interrupted", file=sys.stderr)
         return 130

@@ -1,8 +1,10 @@
 """``sippet worker``: one call worker of a fleet, consuming a Redis call queue.
 
 It runs until SIGTERM or Ctrl-C: then it takes no more jobs, lets those in flight finish
-(``--grace`` seconds) and leaves the rest queued for the other workers. A live progress
-line goes to standard error on a terminal; a summary of outcomes goes to standard output.
+(``--grace`` seconds; a second signal cancels them) and leaves the rest queued for the other
+workers. A live progress line goes to standard error on a terminal; a summary of outcomes
+goes to standard output. Exit code: 1 if a job ended failed or unknown, 130 after Ctrl-C,
+else 0.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Final
 
 from sippet_async import CallWorker, Outcome, SippetClient, UsageError
 from sippet_async._cli._fleet import add_redis_options, redis_parts, stream_action
+from sippet_async._cli._signals import exit_code
 
 __all__ = ["add_arguments", "command"]
 
@@ -46,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--claim-idle", type=float, metavar="S",
                         help="take over only jobs pending this long (> --timeout)")
     parser.add_argument("--grace", type=float, default=20.0, metavar="S",
-                        help="seconds in-flight jobs get after SIGTERM")
+                        help="seconds in-flight jobs get after SIGTERM or Ctrl-C")
 
 
 def _lookup(client: SippetClient, action: str, field: str,
@@ -110,6 +113,11 @@ async def command(args: argparse.Namespace) -> int:
                     await progress
     print(f"sippet worker {queue.consumer}: {_summary(counts)}; {report_.wall_time:.2f}s",
           flush=True)
+    if worker.signalled is signal.SIGINT:
+        print(f"sippet worker {queue.consumer}: INTERRUPTED (Ctrl-C): jobs in flight finished "
+              "and were recorded; jobs not taken stay queued: run `sippet worker` again, or "
+              "let the other workers take them", file=sys.stderr, flush=True)
+        return exit_code(signal.SIGINT)
     return 1 if counts["failed"] or counts["unknown"] else 0
 
 

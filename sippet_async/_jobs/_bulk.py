@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar
 
 from sippet_async._errors import SippetError, UsageError
 from sippet_async._jobs._items import ItemDriver
+from sippet_async._jobs._journal import Journal
+from sippet_async._jobs._logs import job_logs
 from sippet_async._jobs._policy import Rules
 from sippet_async._jobs._report import BulkReport, Outcome
 from sippet_async._protocol import is_read_action
@@ -101,7 +103,7 @@ class BulkJob(Generic[T]):
         concurrency: int,
         ordered: bool,
         window: int,
-        journal: str | os.PathLike[str] | None,
+        journal: str | os.PathLike[str] | Journal | None,
         reconcile: Reconcile[T] | None,
         idempotent: bool | None,
         report_unsent: bool,
@@ -157,7 +159,8 @@ class BulkJob(Generic[T]):
             try:
                 self._report._start()
                 self._driver.open(uuid.uuid4().hex)
-                self._scheduler.start()
+                with job_logs():  # its worker tasks: the job logs how each item ends
+                    self._scheduler.start()
             except BaseException:
                 await self._end()
                 raise
@@ -235,7 +238,7 @@ def bulk(
     concurrency: int | None = None,
     ordered: bool = False,
     window: int | None = None,
-    journal: str | os.PathLike[str] | None = None,
+    journal: str | os.PathLike[str] | Journal | None = None,
     reconcile: Reconcile[T] | None = None,
     idempotent: bool | None = None,
     report_unsent: bool = True,
@@ -246,7 +249,8 @@ def bulk(
     """Validate the options and build the job (nothing runs until it is iterated).
 
     ``previous`` (for a job source, instead of a journal): an item's status from an earlier
-    holder, as a journal would give it (``"started"``: it may have been sent).
+    holder, as a journal would give it (``"started"``: it may have been sent). A call
+    worker passes both: its own ``Journal`` (opened by key) and ``previous`` reading it.
     """
     if not isinstance(action, str) or not action:
         raise UsageError(f"action must be a non-empty string, got {action!r}")

@@ -77,7 +77,7 @@ class ItemDriver(Generic[T]):
         key: Callable[[T], str] | None,
         reconcile: Callable[[T], Any] | None,
         idempotent: bool | None,
-        journal: str | os.PathLike[str] | None,
+        journal: str | os.PathLike[str] | Journal | None,
         report: BulkReport,
         rules: Rules,
         report_unsent: bool,
@@ -108,7 +108,10 @@ class ItemDriver(Generic[T]):
 
     def open(self, job_id: str) -> None:
         """Open the journal (its job id wins over ``job_id``) and build the shared keys."""
-        if self._journal_path is not None:
+        if isinstance(self._journal_path, Journal):  # a call worker's, opened (by key) there
+            self._journal = self._journal_path
+            job_id = self._journal.job
+        elif self._journal_path is not None:
             self._journal = Journal.open(self._journal_path, action=self._action)
             job_id = self._journal.job
         self._template = self._request_template(job_id)
@@ -281,6 +284,9 @@ class ItemDriver(Generic[T]):
         if journal is not None and work.key is not None and status != "not_sent" \
                 and why != "interrupted":
             journal.finished(work.index, work.key, status, record_id=record, error=error)
+        if status == "unknown":  # the one line per item the user must act on (see _logs)
+            log.warning("%s: item %d ended unknown, not sent again: %s", self._action,
+                        work.index, error)
         return self._report._settle(
             work.index, work.item, status, data=data, error=error,
             attempts=work.state.attempts, record=record, reconciled=why == "found",

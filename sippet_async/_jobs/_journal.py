@@ -12,6 +12,11 @@ Every line is handed to the OS as it is recorded, so ``kill -9`` loses nothing r
 may have executed is known (it has a ``started`` line and no final one). ``fsync`` runs in
 small batches in a worker thread, so an OS crash or power loss may lose the last ~50 ms.
 The last line of a journal may be truncated (a crash mid-write); it is dropped on open.
+
+A call worker's journal (``by="key"``, its header says ``"by":"key"``) has the same lines,
+but a queue has no stable index: ``i`` is only the request's number in its run, and what an
+earlier run recorded is looked up by the item's key (``previous_key``), the last line per
+key winning. It also learns from its own lines, so a key is placed at most once per journal.
 """
 
 from __future__ import annotations
@@ -37,10 +42,13 @@ try:  # POSIX: one running job per journal; Windows has no fcntl and goes withou
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FinalStatus", "Journal", "Previous", "key_digest"]
+__all__ = ["By", "FinalStatus", "Journal", "Previous", "key_digest"]
 
 FinalStatus = Literal["succeeded", "failed", "unknown"]
 Status = Literal["started", "succeeded", "failed", "unknown"]
+# What a journal's history is looked up by: the item's index in the input (a bulk job), or
+# its key (a call worker: a queue has no stable index).
+By = Literal["index", "key"]
 
 FORMAT_VERSION: Final = 1
 # fsync at most this often; each runs in a worker thread so the loop never blocks on disk.
@@ -57,10 +65,12 @@ _DIGEST_SIZE: Final = 8
 _NO_ID: Final = bytes(16)
 
 
-class _Header(msgspec.Struct, kw_only=True, rename={"version": "sippetJournal"}):
+class _Header(msgspec.Struct, kw_only=True, omit_defaults=True,
+              rename={"version": "sippetJournal"}):
     version: int
     action: str
     job: str
+    by: str = "index"  # omitted for a bulk job's journal: its lines are as they always were
 
 
 class _Entry(msgspec.Struct, omit_defaults=True):
@@ -144,6 +154,29 @@ class _History:
         )
 
 
+class _KeyHistory:
+    """A call worker's history: the last status (and record id) per key digest."""
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, tuple[Status, str | None]] = {}
+
+    @property
+    def count(self) -> int:
+        return len(self._last)
+
+    def set(self, index: int, status: Status, digest: bytes, record_id: str | None) -> None:
+        if record_id is None and status == "started":  # keep what an earlier attempt found
+            earlier = self._last.get(digest)
+            record_id = earlier[1] if earlier is not None else None
+        self._last[digest] = (status, record_id)
+
+    def get(self, digest: bytes) -> Previous | None:
+        last = self._last.get(digest)
+        if last is None:
+            return None
+        return Previous(status=last[0], digest=digest, record_id=last[1])
+
+
 class Journal:
     """An open journal: what earlier runs recorded, and the appender for this run.
 
@@ -154,23 +187,27 @@ class Journal:
         await journal.aclose()
     """
 
-    def __init__(self, path: Path, fd: int, job: str, history: _History) -> None:
+    def __init__(self, path: Path, fd: int, job: str, history: _History | _KeyHistory) -> None:
         self.path = path
         self.job = job
         self._fd: int | None = fd
         self._history = history
+        self._indexes = history if isinstance(history, _History) else None
+        self._keys = history if isinstance(history, _KeyHistory) else None
         self._last_sync = time.monotonic()
         self._sync_task: asyncio.Task[None] | None = None
         # fsync runs in a worker thread; close() must not close the descriptor under it.
         self._fd_lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, action: str) -> Journal:
+    def open(cls, path: str | os.PathLike[str], *, action: str, by: By = "index") -> Journal:
         """Open (or create) the journal at ``path`` for ``action`` and read its history.
 
+        ``by="key"``: a call worker's journal, its history looked up with ``previous_key``.
+
         Raises:
-            UsageError: it belongs to another action, a line before the last is
-                corrupt, or another running job holds it.
+            UsageError: it belongs to another action or kind of job, a line before the last
+                is corrupt, or another running job holds it.
         """
         target = Path(path)
         try:
@@ -179,14 +216,15 @@ class Journal:
             raise UsageError(f"cannot open journal {target}: {exc.strerror}") from exc
         try:
             _lock(fd, target)
-            job, history, good_end = _read(fd, target, action)
+            history: _History | _KeyHistory = _History() if by == "index" else _KeyHistory()
+            job, good_end = _read(fd, target, action, by, history)
             size = os.fstat(fd).st_size
             if good_end < size:  # drop a line cut short by a crash, so appends start clean
                 os.ftruncate(fd, good_end)
             os.lseek(fd, 0, os.SEEK_END)
             if job is None:
                 job = uuid.uuid4().hex
-                header = _Header(version=FORMAT_VERSION, action=action, job=job)
+                header = _Header(version=FORMAT_VERSION, action=action, job=job, by=by)
                 _write_all(fd, _ENCODER.encode(header) + b"\n")
                 os.fsync(fd)
         except BaseException:
@@ -196,16 +234,27 @@ class Journal:
 
     @property
     def resumed(self) -> int:
-        """How many indexes earlier runs recorded anything for."""
+        """How many indexes (keys, for a worker's journal) earlier runs recorded."""
         return self._history.count
 
     def previous(self, index: int) -> Previous | None:
         """What earlier runs recorded last for ``index``, or None."""
-        return self._history.get(index)
+        indexes = self._indexes
+        if indexes is None:
+            raise UsageError(f"journal {self.path} is looked up by key: use previous_key")
+        return indexes.get(index)
+
+    def previous_key(self, key: str) -> Previous | None:
+        """What was recorded last for ``key`` (a worker's journal), this run included."""
+        if self._keys is None:
+            raise UsageError(f"journal {self.path} is looked up by index: use previous")
+        return self._keys.get(key_digest(key))
 
     def started(self, index: int, key: str) -> None:
         """Record that ``index`` is about to be sent (call it before sending)."""
         self._write(_Entry(index, key, "started"))
+        if self._keys is not None:
+            self._keys.set(index, "started", key_digest(key), None)
 
     def finished(
         self, index: int, key: str, status: FinalStatus, *,
@@ -216,6 +265,8 @@ class Journal:
         if error is not None:
             text = f"{type(error).__name__}: {error}"[:_MAX_ERROR_TEXT]
         self._write(_Entry(index, key, status, record_id, text))
+        if self._keys is not None:
+            self._keys.set(index, status, key_digest(key), record_id)
 
     def _write(self, entry: _Entry) -> None:
         """One line to the OS now (it survives ``kill -9``); fsync follows soon."""
@@ -283,9 +334,10 @@ def _lock(fd: int, path: Path) -> None:
         ) from None
 
 
-def _read(fd: int, path: Path, action: str) -> tuple[str | None, _History, int]:
-    """Read the header and every entry. Returns (job id, history, end of the last good line)."""
-    history = _History()
+def _read(fd: int, path: Path, action: str, by: By,
+          history: _History | _KeyHistory) -> tuple[str | None, int]:
+    """Read the header and every entry into ``history``. Returns (job id, end of the last
+    good line)."""
     job: str | None = None
     offset = 0
     bad_line: int | None = None
@@ -308,7 +360,7 @@ def _read(fd: int, path: Path, action: str) -> tuple[str | None, _History, int]:
                         f"{path} is not a sippet journal (bad first line); "
                         "pass another journal path"
                     ) from None
-                job = _check_header(header, path, action)
+                job = _check_header(header, path, action, by)
             else:
                 try:
                     _apply(_ENTRY.decode(raw), history)
@@ -316,10 +368,10 @@ def _read(fd: int, path: Path, action: str) -> tuple[str | None, _History, int]:
                     bad_line = number
                     continue
             offset += len(raw)
-    return job, history, offset
+    return job, offset
 
 
-def _check_header(header: _Header, path: Path, action: str) -> str:
+def _check_header(header: _Header, path: Path, action: str, by: By) -> str:
     if header.version != FORMAT_VERSION:
         raise UsageError(f"journal {path} has format {header.version}, not {FORMAT_VERSION}")
     if header.action != action:
@@ -327,10 +379,16 @@ def _check_header(header: _Header, path: Path, action: str) -> str:
             f"journal {path} belongs to a {header.action!r} job, not {action!r}; "
             "pass another journal path"
         )
+    if header.by != by:
+        owner = {"index": "a bulk job's", "key": "a call worker's"}
+        raise UsageError(
+            f"journal {path} is {owner.get(header.by, repr(header.by))}, not "
+            f"{owner[by]}; pass another journal path"
+        )
     return header.job
 
 
-def _apply(entry: _Entry, history: _History) -> None:
+def _apply(entry: _Entry, history: _History | _KeyHistory) -> None:
     if entry.s not in _CODES or not 0 <= entry.i < _MAX_INDEX:
         raise ValueError(entry)
     status: Status = _NAMES[_CODES[entry.s]]

@@ -267,3 +267,35 @@ def test_reading_recovers_every_complete_line(
         assert path.read_bytes() == data[:header_end] + b"".join(
             data[header_end:cut_at].splitlines(keepends=True)[:complete]
         )
+
+
+def test_a_worker_journal_is_looked_up_by_key(tmp_path: Path) -> None:
+    """by="key": the last line per key wins, whatever its index; a torn last line is dropped;
+    a "started" retry keeps the id recorded before; lines of this run count too."""
+    path = tmp_path / "calls.journal"
+    journal = Journal.open(path, action="create_call", by="key")
+    journal.started(0, "a")
+    journal.finished(0, "a", "succeeded", record_id="call-1")
+    journal.started(1, "b")
+    assert journal.previous_key("b") is not None
+    journal.close()
+    with path.open("ab") as f:
+        f.write(b'{"i":0,"k":"c","s":"succ')  # kill -9 mid-line
+    journal = Journal.open(path, action="create_call", by="key")
+    a, b = journal.previous_key("a"), journal.previous_key("b")
+    assert a is not None
+    assert (a.status, a.record_id) == ("succeeded", "call-1")
+    assert b is not None
+    assert b.status == "started"
+    assert journal.previous_key("c") is None
+    assert journal.resumed == 2
+    journal.started(0, "a")  # index 0 of this run is another request than in the last one
+    again = journal.previous_key("a")
+    assert again is not None
+    assert (again.status, again.record_id) == ("started", "call-1")
+    with pytest.raises(UsageError, match="by key"):
+        journal.previous(0)
+    journal.close()
+    assert _lines(path)[0]["by"] == "key"
+    with pytest.raises(UsageError, match="call worker's"):
+        Journal.open(path, action="create_call")

@@ -130,3 +130,35 @@ async def test_worker_rate_key_shares_the_limit_through_redis(
     assert worker.returncode == 0, err.decode()
     with redis.Redis.from_url(redis_url) as r:
         assert float(r.hget("sippet:ratelimit:{acct-1}", "rate")) == 20.0
+
+
+@pytest.mark.slow  # a worker process
+async def test_worker_ctrl_c_prints_the_summary_and_exits_130(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Ctrl-C: in-flight calls finish, the summary and where the rest is are printed,
+    exit 130; no call placed twice."""
+    rows = tmp_path / "calls.jsonl"
+    rows.write_text("".join(f'{{"toE164": "+1555{i:07d}"}}\n' for i in range(300)))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
+    env["SIPPET_SECRET_KEY"] = KEY
+    async with FakeSippet(KEY, latency=0.05) as server:
+        enqueue = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sippet_async", "enqueue", "create_call", str(rows),
+            "--redis", redis_url, env=env)
+        assert await enqueue.wait() == 0
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sippet_async", "worker", "--redis", redis_url,
+            "--base-url", server.url, "--concurrency", "4", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await poll_until(lambda: len(server.calls) >= 20, within=60)
+        worker.send_signal(signal.SIGINT)
+        out, err = await worker.communicate()
+    assert worker.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode()
+    assert " jobs: " in out.decode()
+    assert "INTERRUPTED (Ctrl-C)" in err.decode()
+    assert "jobs not taken stay queued" in err.decode()
+    done = int(out.decode().split(": ")[1].split()[0])
+    assert len(server.calls) == done  # every call placed was finished and reported
+    assert max(dials(server).values()) == 1
