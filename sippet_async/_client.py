@@ -57,7 +57,7 @@ from sippet_async._retry import (
     cause_of,
     probe_backoff,
 )
-from sippet_async._runner import RequestKeys
+from sippet_async._runner import ON_BEHALF_OF_A_JOB, RequestKeys
 from sippet_async._transport import AiohttpTransport, Transport
 from sippet_async._walk import ResumeToken
 
@@ -581,8 +581,10 @@ class SippetClient:
         counters = self._counters
         if isinstance(end, OutcomeUnknownError):
             counters.unknown_outcomes += 1
-            log.warning("%s: outcome unknown after attempt %d (%s); not re-sent", call.action,
-                        attempt.number, cause_of(error))
+            # Inside a bulk job the job has the item's last word (see _jobs._logs).
+            level = logging.INFO if ON_BEHALF_OF_A_JOB.get() else logging.WARNING
+            log.log(level, "%s: outcome unknown after attempt %d (%s); not re-sent",
+                    call.action, attempt.number, cause_of(error))
         elif end is error and cause_of(error) is None:
             self._budget.refill()  # a definite answer: the server is up
         elif end is error and attempt.tokens < 1.0:

@@ -8,13 +8,14 @@ it. A test double for a consumer needs only these members.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol, TypedDict, Unpack
 
 from sippet_async._config import ClientConfig
 from sippet_async._hooks import Counters
 from sippet_async._models import RunResult
 
-__all__ = ["RequestKeys", "Runner"]
+__all__ = ["ON_BEHALF_OF_A_JOB", "RequestKeys", "Runner"]
 
 
 class RequestKeys(TypedDict, total=False):
@@ -61,3 +62,9 @@ class Runner(Protocol):
     def wait_reachable(self, patience: float) -> Awaitable[bool]:
         """Wait until a request may go out; False once the server has been unreachable
         for ``patience`` seconds."""
+
+
+# True in the tasks of a bulk job or call worker (set by ``_jobs._logs.job_logs``): there
+# the job, not the request, has an item's last word, so the client logs an unknown outcome
+# at INFO and the job logs a WARNING for each item that ends unknown.
+ON_BEHALF_OF_A_JOB: ContextVar[bool] = ContextVar("sippet_async_job", default=False)
