@@ -10,13 +10,11 @@ carry no key and no headers.
 from __future__ import annotations
 
 import asyncio
-from contextvars import Token
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from opentelemetry import context, metrics, trace
-from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -67,9 +65,11 @@ class _Open:
 
     def __init__(self, span: Span, attributes: dict[str, AttributeValue]) -> None:
         self.span = span
-        self.attributes = attributes  # the low-cardinality ones, shared with the metrics
+        self.attributes = attributes  # the low-cardinality ones the metrics share
         self.status = 0  # the last HTTP status heard (0: none yet)
-        self.token: Token[Context] | None = None  # set once the call's context is attached
+        # Token[Context], set once the call's context is attached; Any because
+        # older opentelemetry-api (1.30, the floor) types it ``object``.
+        self.token: Any = None
 
 
 class OpenTelemetryHooks(Observer):
@@ -155,19 +155,22 @@ class OpenTelemetryHooks(Observer):
         if call is None:  # its start was not seen (the observer was swapped in meanwhile)
             return
         try:
-            span, attributes, error = call.span, call.attributes, event.error
+            span, error = call.span, event.error
+            ended: dict[str, AttributeValue] = {}  # what the span does not have yet
             if call.status:
-                attributes[HTTP_STATUS] = call.status
+                ended[HTTP_STATUS] = call.status
             if error is None:
-                attributes[OUTCOME] = "ok"
+                ended[OUTCOME] = "ok"
             elif isinstance(error, asyncio.CancelledError):
-                attributes[OUTCOME] = "cancelled"  # the caller's choice, not a failure
+                ended[OUTCOME] = "cancelled"  # the caller's choice, not a failure
             else:
-                attributes[OUTCOME] = "error"
-                attributes[ERROR_TYPE] = _error_type(error)
+                ended[OUTCOME] = "error"
+                ended[ERROR_TYPE] = _error_type(error)
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            span.set_attributes({**attributes, ATTEMPTS: event.attempts})
+            attributes = {**call.attributes, **ended}
+            ended[ATTEMPTS] = event.attempts  # not a metric attribute: unbounded
+            span.set_attributes(ended)
             span.end()
             self._duration.record(event.duration, attributes)
             self._calls.add(1, attributes)
