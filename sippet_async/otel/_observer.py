@@ -152,7 +152,7 @@ class OpenTelemetryHooks(Observer):
     def on_call_end(self, event: CallEndEvent) -> None:
         """Close the call's span with its outcome; record the metrics."""
         call = _current()
-        if call is None:  # its start was not seen (the observer was swapped in meanwhile)
+        if call is None:  # no span of ours is current here: nothing to end
             return
         try:
             span, error = call.span, event.error
