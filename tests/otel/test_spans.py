@@ -195,9 +195,9 @@ async def test_each_item_of_a_bulk_job_is_a_span_of_its_own(
     """Items run concurrently on the job's workers: one root span per item, each ok."""
     server.latency = 0.01
     rows = [{"fullName": f"Person {i}", "phoneE164": f"+1555555{i:04d}"} for i in range(8)]
-    async with _client(server, telemetry) as client:
-        async with client.bulk("create_contact", rows, fields=["id"], concurrency=4) as job:
-            outcomes = [outcome async for outcome in job]
+    async with (_client(server, telemetry) as client,
+                client.bulk("create_contact", rows, fields=["id"], concurrency=4) as job):
+        outcomes = [outcome async for outcome in job]
     assert [o.status for o in outcomes] == ["succeeded"] * 8
     spans = telemetry.spans.get_finished_spans()
     assert [s.name for s in spans] == ["sippet/create_contact"] * 8
