@@ -33,6 +33,8 @@ from sippet_async._errors import (
 )
 from sippet_async._hooks import (
     BreakerEvent,
+    CallEndEvent,
+    CallStartEvent,
     Counters,
     Hooks,
     Observer,
@@ -65,6 +67,8 @@ __all__ = [
     "BulkJob",
     "BulkReport",
     "Call",
+    "CallEndEvent",
+    "CallStartEvent",
     "CallWorker",
     "ClientClosedError",
     "ClientConfig",

@@ -183,6 +183,7 @@ class SippetClient:
         self._sleep: Final = cfg.retry.sleep or asyncio.sleep
         taps = engine_hooks(hooks)  # either style, as the positional calls the engine makes
         self._hooks: Final = taps.calls
+        self._watch: Final = taps.watch
         self._counters: Final = Counters()
         self._limits: Final = Limits(
             max_concurrency=cfg.max_concurrency, rate_limit=cfg.rate_limit,
@@ -486,9 +487,28 @@ class SippetClient:
         Synchronous: a call without a deadline is the loop's coroutine alone (the
         per-request cost is measured in benchmarks/bench_overhead.py)."""
         self._check_open()
+        if self._watch is not None:
+            return self._watched(call, _Progress())
         if call.deadline is None:
             return self._call(call, _Progress())
         return self._within(call, _Progress())
+
+    async def _watched(self, call: Call, state: _Progress) -> Any:
+        """The call between its observer's ``on_call_start`` and ``on_call_end``."""
+        watch = self._watch
+        assert watch is not None
+        watch.call_start(call.action, call.url)
+        started = time.perf_counter()
+        try:
+            if call.deadline is None:
+                result = await self._call(call, state)
+            else:
+                result = await self._within(call, state)
+        except BaseException as exc:
+            watch.call_end(call.action, state.attempt, exc, time.perf_counter() - started)
+            raise
+        watch.call_end(call.action, state.attempt, None, time.perf_counter() - started)
+        return result
 
     async def _call(self, call: Call, state: _Progress) -> Any:
         """attempt → on a failure, decide → sleep → attempt: the one retry loop.

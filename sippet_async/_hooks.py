@@ -3,9 +3,9 @@
 Two styles of hooks, both passed as ``SippetClient(hooks=...)``:
 
 * **An ``Observer``** (the style to use): subclass it and override any of ``on_request``,
-  ``on_retry``, ``on_response``, ``on_pause``, ``on_breaker``; each takes one frozen
-  event (``RequestEvent``, ``RetryEvent``, ...). Events gain fields over time without
-  breaking an observer.
+  ``on_retry``, ``on_response``, ``on_pause``, ``on_breaker``, ``on_call_start``,
+  ``on_call_end``; each takes one frozen event (``RequestEvent``, ``RetryEvent``, ...).
+  Events gain fields over time without breaking an observer.
 * **``Hooks``** (the first style, kept working): an object with three positional methods
   and an optional ``on_breaker(state, wait)``.
 
@@ -29,6 +29,9 @@ from sippet_async._errors import UsageError
 __all__ = [
     "BreakerEvent",
     "BreakerHook",
+    "CallEndEvent",
+    "CallStartEvent",
+    "CallWatch",
     "Counters",
     "EngineHooks",
     "Hooks",
@@ -155,6 +158,37 @@ class BreakerEvent:
     wait: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStartEvent:
+    """A call of ``action`` (``run``, ``validate``, a page of ``iter``, an item of
+    ``bulk``) begins, before it waits for any limit.
+
+    Attributes:
+        url: the URL it is sent to (the client's ``base_url`` and the endpoint; never
+            credentials, which ``base_url`` cannot carry).
+    """
+
+    action: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEndEvent:
+    """The call of ``action`` ended: every attempt, retry and wait is behind it.
+
+    Attributes:
+        attempts: attempts made (1 without retries; one refused by an open breaker counts).
+        error: what the call raised (a ``SippetError``, ``asyncio.CancelledError`` if it
+            was cancelled, or whatever a hook raised); None if it returned a result.
+        duration: seconds from ``CallStartEvent`` to now.
+    """
+
+    action: str
+    attempts: int
+    error: BaseException | None
+    duration: float
+
+
 class Observer:
     """Event hooks: subclass and override the methods you need; each gets one event.
 
@@ -190,11 +224,28 @@ class Observer:
     def on_breaker(self, event: BreakerEvent) -> None:
         """The breaker changed state."""
 
+    def on_call_start(self, event: CallStartEvent) -> None:
+        """A call begins (one per ``run``, ``validate``, page or bulk item); the events of
+        its attempts follow in the same task, so a ``contextvars.ContextVar`` set here
+        tells concurrent calls apart."""
+
+    def on_call_end(self, event: CallEndEvent) -> None:
+        """The call that ``on_call_start`` announced (in this same task) ended."""
+
 
 # -- what the engine calls ------------------------------------------------------------------
 
 PauseHook = Callable[[str, int, str, float], None]  # (action, attempt, cause, wait)
 BreakerHook = Callable[[str, float], None]  # (state, wait)
+
+
+class CallWatch(Protocol):
+    """What the engine calls around each call, for an observer of calls."""
+
+    def call_start(self, action: str, url: str) -> None: ...
+
+    def call_end(self, action: str, attempts: int, error: BaseException | None,
+                 duration: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +254,14 @@ class EngineHooks:
 
     ``calls`` is the user's own object for ``Hooks``, or a relay that builds events for an
     ``Observer``; it is None unless someone listens to requests, retries or responses, so
-    a client without hooks builds and calls nothing per request.
+    a client without hooks builds and calls nothing per request. ``watch`` likewise is
+    None unless an ``Observer`` listens to call starts or ends.
     """
 
     calls: Hooks | None = None
     on_pause: PauseHook | None = None
     on_breaker: BreakerHook | None = None
+    watch: CallWatch | None = None
 
 
 def engine_hooks(hooks: Hooks | Observer | None) -> EngineHooks:
@@ -225,6 +278,7 @@ def engine_hooks(hooks: Hooks | Observer | None) -> EngineHooks:
             calls=relay if relay.per_attempt else None,
             on_pause=relay.on_pause if relay.pause is not None else None,
             on_breaker=relay.on_breaker if relay.breaker is not None else None,
+            watch=relay if relay.started is not None or relay.ended is not None else None,
         )
     # A class has the methods too, but calling them unbound would fail on the first request.
     if isinstance(hooks, type) or not isinstance(hooks, Hooks):
@@ -247,7 +301,8 @@ class _Relay:
     """An ``Observer`` behind the positional ``Hooks`` methods: each builds its event only
     when the observer overrides the matching method."""
 
-    __slots__ = ("breaker", "pause", "per_attempt", "request", "response", "retry")
+    __slots__ = ("breaker", "ended", "pause", "per_attempt", "request", "response", "retry",
+                 "started")
 
     def __init__(self, observer: Observer) -> None:
         self.request = observer.on_request if _overridden(observer, "on_request") else None
@@ -255,6 +310,9 @@ class _Relay:
         self.response = observer.on_response if _overridden(observer, "on_response") else None
         self.pause = observer.on_pause if _overridden(observer, "on_pause") else None
         self.breaker = observer.on_breaker if _overridden(observer, "on_breaker") else None
+        self.started = (observer.on_call_start if _overridden(observer, "on_call_start")
+                        else None)
+        self.ended = observer.on_call_end if _overridden(observer, "on_call_end") else None
         self.per_attempt = (self.request is not None or self.retry is not None
                             or self.response is not None)
 
@@ -278,6 +336,16 @@ class _Relay:
     def on_breaker(self, state: str, wait: float) -> None:
         if self.breaker is not None:
             self.breaker(BreakerEvent(state=state, wait=wait))
+
+    def call_start(self, action: str, url: str) -> None:
+        if self.started is not None:
+            self.started(CallStartEvent(action=action, url=url))
+
+    def call_end(self, action: str, attempts: int, error: BaseException | None,
+                 duration: float) -> None:
+        if self.ended is not None:
+            self.ended(CallEndEvent(action=action, attempts=attempts, error=error,
+                                       duration=duration))
 
 
 @dataclass(slots=True)

@@ -217,7 +217,8 @@ LAYERS: Final = (
     ("consumers", ("_iterator", "_jobs", "redis")),
     ("client", ("_client",)),
     ("package", ("__init__",)),
-    ("optional parts", ("redis",)),  # pip install "sippet_async[redis]"; a consumer of _jobs
+    # pip install "sippet_async[redis]" (a consumer of _jobs) / "sippet_async[otel]"
+    ("optional parts", ("redis", "otel")),
     ("fake server", ("testing",)),
     ("command line", ("_cli", "__main__")),
 )

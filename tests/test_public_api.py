@@ -20,6 +20,8 @@ PUBLIC = [
     "BulkJob",
     "BulkReport",
     "Call",
+    "CallEndEvent",
+    "CallStartEvent",
     "CallWorker",
     "ClientClosedError",
     "ClientConfig",

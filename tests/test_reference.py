@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "reference.md"
 # The public modules: each one's __all__ is its public surface.
-PUBLIC_MODULES = ("sippet_async", "sippet_async.testing", "sippet_async.redis")
+PUBLIC_MODULES = ("sippet_async", "sippet_async.testing", "sippet_async.redis",
+                  "sippet_async.otel")
 # Named in the page's text instead of an entry of its own.
 IN_TEXT = {"sippet_async.__version__"}
 

@@ -8,6 +8,9 @@ import logging
 import pytest
 
 from sippet_async import (
+    ActionNotFoundError,
+    CallEndEvent,
+    CallStartEvent,
     Counters,
     Hooks,
     Observer,
@@ -122,3 +125,55 @@ def test_events_are_frozen_and_built_with_keywords() -> None:
         event.wait = 0.0  # type: ignore[misc]
     with pytest.raises(TypeError):
         RequestEvent("list_contacts", 1)  # type: ignore[misc]
+
+
+class CallLog(Observer):
+    """Keeps the call starts and ends, and each request, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    def on_call_start(self, event: CallStartEvent) -> None:
+        self.seen.append(event)
+
+    def on_request(self, event: RequestEvent) -> None:
+        self.seen.append(event)
+
+    def on_call_end(self, event: CallEndEvent) -> None:
+        self.seen.append(event)
+
+
+async def test_an_observer_hears_each_call_start_and_end_around_its_attempts(
+    server: FakeSippet, sleep: FakeSleep
+) -> None:
+    """on_call_start, the attempts, then on_call_end with the attempts and no error."""
+    server.push_reply(Reply(status=503, headers={"Retry-After": "1"}))
+    log = CallLog()
+    async with client_for(server, sleep=sleep, hooks=log) as client:
+        await client.run("list_contacts", fields=["id"])
+    start, first, second, end = log.seen
+    assert start == CallStartEvent(action="list_contacts", url=server.url + "/rpc/public/run")
+    assert (first, second) == (RequestEvent(action="list_contacts", attempt=1),
+                                RequestEvent(action="list_contacts", attempt=2))
+    assert isinstance(end, CallEndEvent)
+    assert (end.action, end.attempts, end.error) == ("list_contacts", 2, None)
+    assert end.duration > 0
+
+
+async def test_a_failed_call_ends_with_its_error(server: FakeSippet, sleep: FakeSleep) -> None:
+    """What the call raised is the end event's error, also with a deadline."""
+    log = CallLog()
+    async with client_for(server, sleep=sleep, hooks=log, deadline=30.0) as client:
+        with pytest.raises(ActionNotFoundError) as raised:
+            await client.run("no_such_action")
+    end = log.seen[-1]
+    assert isinstance(end, CallEndEvent)
+    assert end.error is raised.value
+    assert end.attempts == 1
+
+
+def test_call_hooks_are_given_to_the_engine_only_when_overridden() -> None:
+    """Without on_call_start / on_call_end, the engine gets no call watch (no wrapper)."""
+    assert engine_hooks(OnlyPauses()).watch is None
+    assert engine_hooks(Recorder()).watch is None
+    assert engine_hooks(CallLog()).watch is not None
