@@ -217,17 +217,22 @@ LAYERS: Final = (
     ("package", ("__init__",)),
     ("optional parts", ("redis",)),  # pip install "sippet_async[redis]"; a consumer of _jobs
     ("fake server", ("testing",)),
+    # pytest's entry point: FakeSippet plus a SippetClient bound to it, as a user's own
+    # fixtures would be. It sits above the fake server (which must not know the client).
+    ("pytest plugin", ("testing.pytest_plugin",)),
     ("command line", ("_cli", "__main__")),
 )
 
 
 def _rank(module: str) -> int:
-    """The layer of a ``sippet_async`` module, by its first component under the package."""
-    parts = module.split(".")
-    top = "__init__" if len(parts) == 1 else parts[1]
-    for rank, (_, members) in enumerate(LAYERS):
-        if top in members:
-            return rank
+    """The layer of a ``sippet_async`` module, by the longest dotted prefix under the
+    package that the table names (``testing.pytest_plugin`` before ``testing``)."""
+    parts = module.split(".")[1:] or ["__init__"]
+    for size in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:size])
+        for rank, (_, members) in enumerate(LAYERS):
+            if prefix in members:
+                return rank
     raise AssertionError(f"{module} is in no layer of LAYERS: add it to the table")
 
 
@@ -314,3 +319,11 @@ def test_layer_check_sees_an_upward_import() -> None:
     assert _rank(f"{PACKAGE}._transport") < _rank(f"{PACKAGE}._client") \
         < _rank(f"{PACKAGE}._cli._main")
     assert f"{PACKAGE}._iterator" in _internal_imports(f"{PACKAGE}._client")
+
+
+def test_the_pytest_plugin_is_its_own_layer_above_the_fake_server() -> None:
+    """The plugin binds a client to the server, so it may import the client; the rank that
+    lets it (the longest table prefix) keeps the rest of ``testing`` in the fake-server layer."""
+    plugin = f"{PACKAGE}.testing.pytest_plugin"
+    assert _rank(plugin) > _rank(f"{PACKAGE}.testing._server") == _rank(f"{PACKAGE}.testing")
+    assert PACKAGE in _internal_imports(plugin)
