@@ -6,7 +6,8 @@ with ``-p no:sippet``.
 
 * ``sippet_server``: a running :class:`~sippet_async.testing.FakeSippet` (``.url``,
   ``.requests``, ``.contacts``, ``.faults``, ``.push_reply`` ...).
-* ``sippet_client``: an open :class:`~sippet_async.SippetClient` bound to it.
+* ``sippet_client``: an open :class:`~sippet_async.SippetClient` bound to it (its key
+  and URL, unless ``client_options`` says otherwise).
 * ``@pytest.mark.sippet(...)``: how to start them; the keywords of ``FakeSippet``
   (``api_key``, ``seed_contacts``, ``faults``, ``latency``, ``seed`` ...) and
   ``client_options``, a dict of ``SippetClient`` keywords. On a module or class too; the
@@ -110,8 +111,8 @@ async def sippet_client(
 ) -> AsyncIterator[SippetClient]:
     """An open SippetClient bound to ``sippet_server``, with its key and URL."""
     extra: Mapping[str, Any] = _options_for(request.node).get(_CLIENT_OPTIONS) or {}
-    async with SippetClient(sippet_server.api_key, base_url=sippet_server.url,
-                            **extra) as client:
+    options = {"api_key": sippet_server.api_key, "base_url": sippet_server.url, **extra}
+    async with SippetClient(**options) as client:
         yield client
 
 
