@@ -212,25 +212,29 @@ LAYERS: Final = (
     ("pure", ("_version", "_errors", "_config", "_models", "_protocol", "_walk", "_hooks",
               "_resources", "_runner", "_limiter")),
     ("engine", ("_transport", "_retry", "_ratelimit", "_limits", "_breaker")),
-    # The Redis parts (the optional [redis] extra) sit on the engine's seams: the limiter
-    # protocol, the built-in limiter as a fallback, the error tree.
-    ("consumers", ("_iterator", "_jobs", "redis")),
+    ("consumers", ("_iterator", "_jobs")),
     ("client", ("_client",)),
     ("package", ("__init__",)),
-    # pip install "sippet_async[redis]" (a consumer of _jobs) / "sippet_async[otel]"
+    # pip install "sippet_async[redis]" (on the engine's limiter seam and a consumer of
+    # _jobs) / "sippet_async[otel]" (an Observer)
     ("optional parts", ("redis", "otel")),
     ("fake server", ("testing",)),
+    # pytest's entry point: FakeSippet plus a SippetClient bound to it, as a user's own
+    # fixtures would be. It sits above the fake server (which must not know the client).
+    ("pytest plugin", ("testing.pytest_plugin",)),
     ("command line", ("_cli", "__main__")),
 )
 
 
 def _rank(module: str) -> int:
-    """The layer of a ``sippet_async`` module, by its first component under the package."""
-    parts = module.split(".")
-    top = "__init__" if len(parts) == 1 else parts[1]
-    for rank, (_, members) in enumerate(LAYERS):
-        if top in members:
-            return rank
+    """The layer of a ``sippet_async`` module, by the longest dotted prefix under the
+    package that the table names (``testing.pytest_plugin`` before ``testing``)."""
+    parts = module.split(".")[1:] or ["__init__"]
+    for size in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:size])
+        for rank, (_, members) in enumerate(LAYERS):
+            if prefix in members:
+                return rank
     raise AssertionError(f"{module} is in no layer of LAYERS: add it to the table")
 
 
@@ -328,3 +332,11 @@ def test_importing_the_package_does_not_import_redis() -> None:
          " or m.startswith('sippet_async.redis')))"],
         capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(done.stdout.replace("'", '"')) == []
+
+
+def test_the_pytest_plugin_is_its_own_layer_above_the_fake_server() -> None:
+    """The plugin binds a client to the server, so it may import the client; the rank that
+    lets it (the longest table prefix) keeps the rest of ``testing`` in the fake-server layer."""
+    plugin = f"{PACKAGE}.testing.pytest_plugin"
+    assert _rank(plugin) > _rank(f"{PACKAGE}.testing._server") == _rank(f"{PACKAGE}.testing")
+    assert PACKAGE in _internal_imports(plugin)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final
@@ -96,28 +94,6 @@ async def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if check.ok else EXIT_FAILED
 
 
-async def _cmd_fake_server(args: argparse.Namespace) -> int:
-    from sippet_async.testing import FakeSippet
-
-    api_key = args.api_key or os.environ.get("SIPPET_SECRET_KEY")
-    if not api_key:
-        raise UsageError("fake-server needs --api-key or SIPPET_SECRET_KEY")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        async with FakeSippet(api_key=api_key, host=args.host, port=args.port,
-                              seed_contacts=args.seed_contacts) as server:
-            print(f"fake Sippet listening on {server.url} (Ctrl-C to stop)",
-                  file=sys.stderr, flush=True)
-            await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-    return EXIT_OK
-
-
 async def _cmd_demo(args: argparse.Namespace) -> int:
     if args.fleet:
         from sippet_async._cli._demo_fleet import run_fleet_demo
@@ -202,11 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_request_options(validate)
     validate.set_defaults(handler=_cmd_validate)
 
-    fake = add("fake-server", help="serve the local Sippet-compatible fake server")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8787)
-    fake.add_argument("--seed-contacts", type=int, default=0, metavar="N")
-    fake.set_defaults(handler=_cmd_fake_server)
+    from sippet_async._cli import _fake_server
+
+    fake = add("fake-server", help="serve the local Sippet-compatible fake server",
+               description=_plain(_fake_server.__doc__))
+    _fake_server.add_arguments(fake)
+    fake.set_defaults(handler=_fake_server.command)
 
     demo = add("demo", help="run the end-to-end demo on an embedded fake server")
     demo.add_argument("--seed", type=int, default=7, help="seed for generated data and faults")

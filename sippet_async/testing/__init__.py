@@ -20,6 +20,9 @@ Where each rule lives:
 * ``_outage``  — :class:`Outage`: a proxy that crashes on demand, for outage tests;
 * ``_redis``   — :class:`RedisServer`: a throwaway ``redis-server`` for the fleet's tests.
 
+``pytest_plugin`` (public, not imported here: it needs pytest) gives pytest the fixtures
+``sippet_server`` and ``sippet_client`` and the marker ``@pytest.mark.sippet(...)``.
+
 Choices the fake makes where docs/protocol.md leaves room:
 
 * lists sort by ``insertedAt`` ascending unless told otherwise; ``id`` always breaks ties;
