@@ -85,14 +85,13 @@ class RecordIterator(Generic[T]):
         of the same action, input, filter and sort.
         """
         position = self._position
-        received = position.received
-        if received is None:
+        if position.end is None:
             return self._initial
         # A list iterator's length hint is exact: the records of this page not handed out.
         left = operator.length_hint(position.rest)
         if not left:
-            return received.page.resume_token
-        return received.start.advanced(len(received.page.results) - left)
+            return position.end
+        return position.start.advanced(position.size - left)
 
     def __aiter__(self) -> AsyncGenerator[T, None]:
         # ``async for`` drives the record generator itself, without a coroutine of ours per
@@ -144,20 +143,30 @@ class RecordIterator(Generic[T]):
 
     async def _next_page(self) -> Page[T]:
         received = await self._stream.__anext__()
-        self._position.received = received
+        self._position.enter(received)
         self._position.rest = iter(())  # the caller holds the whole page
         return received.page
 
 
 class _Position:
-    """How far the caller got: the page being handed out, and an iterator over the records
-    of it still to come (exhausted once the whole page was handed out)."""
+    """How far the caller got in the page being handed out: where it starts and ends, its
+    size, and an iterator over its records still to come (exhausted once all are out).
 
-    __slots__ = ("received", "rest")
+    It keeps tokens, not the page: a page the caller is done with is freed before the
+    next one is decoded (docs/design.md, register of speed shortcuts).
+    """
+
+    __slots__ = ("end", "rest", "size", "start")
 
     def __init__(self) -> None:
-        self.received: Received[Any] | None = None
+        self.start = ResumeToken()
+        self.end: ResumeToken | None = None  # None: no page yet
+        self.size = 0
         self.rest: Iterator[Any] = iter(())
+
+    def enter(self, received: Received[Any]) -> None:
+        page = received.page
+        self.start, self.end, self.size = received.start, page.resume_token, len(page.results)
 
 
 class _PageIterator(Generic[T]):
@@ -186,12 +195,12 @@ async def _stream(fetch: Fetch, walk: Walk) -> AsyncGenerator[Received[Any], Non
             if not in_flight:
                 return
             request, task = in_flight.popleft()
-            data = await task
-            received = walk.receive(request, data)
+            received = walk.receive(request, await task)
             if received.discard_in_flight:
                 await _cancel(in_flight)
             _launch(fetch, walk, in_flight)  # prefetch before handing the page out
             yield received
+            del received  # not held while the next page is awaited and decoded
     finally:
         await _cancel(in_flight)
 
@@ -201,8 +210,9 @@ async def _records(stream: AsyncGenerator[Received[T], None],
     """Each page's records in order, one by one; ``position`` shows how far the caller got."""
     try:
         async for received in stream:
-            position.received = received
+            position.enter(received)
             position.rest = rest = iter(received.page.results)
+            del received  # only ``rest`` holds the page: freed once handed out
             for record in rest:
                 yield record
     finally:
