@@ -1,9 +1,11 @@
-"""Decoding cost per record of one list page: our typed path against the alternatives.
+"""Decoding cost per record of one list page: our typed path against the alternatives,
+then typed iteration end to end over HTTP against a bare aiohttp loop.
 
 Run by hand (figures are printed, nothing is asserted):
 
     python benchmarks/bench_decode.py            # a 1,000-record page
     python benchmarks/bench_decode.py 5000       # another page size
+    python benchmarks/bench_decode.py --no-http  # the decode figures only
     python benchmarks/bench_decode.py --tiny     # a quick smoke run
 
 Paths, all decoding the same ``/run`` reply body (envelope + keyset page of contacts):
@@ -22,30 +24,57 @@ Paths, all decoding the same ``/run`` reply body (envelope + keyset page of cont
 
 Targets (issue 3): ours typed within 1.2x of bare msgspec, and >= 3x faster than
 json + dataclasses.
+
+End to end (issue 12), the same records as offset pages over HTTP. The server is a minimal
+keep-alive responder in its own process (as in ``bench_overhead.py``) that answers every
+request with the same pre-built page, only its ``offset`` echoed from the request, so the
+server is not the bottleneck and the client's CPU is measured alone
+(``time.process_time`` of this process per record). Two loops read ``--pages`` pages
+each, one record at a time:
+
+* ``client.iter(..., type=Contact)``: ``async for`` over the iterator (prefetch, resume
+  tokens, the client's pipeline);
+* bare aiohttp: one pooled ``ClientSession``, a page request per page, ``resp.read()`` and
+  one reusable ``msgspec.json.Decoder(Envelope[OffsetPage[Contact]])``, then a plain
+  ``for`` over the page's records.
+
+They run in ``--rounds`` alternating rounds; the ratio of each round is taken within the
+round and the median round is reported. Target (issue 12): iter >= 0.85x the bare loop's
+records per second.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import gc
 import json
+import os
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
+import aiohttp
 import msgspec
+from _servers import server_process  # benchmarks/ is on sys.path when run
 
-from sippet_async import Contact
+from sippet_async import Contact, SippetClient
+from sippet_async._models import OffsetPage
 from sippet_async._protocol import HttpResponse, decode_run
 from sippet_async._walk import page_type
+
+T = TypeVar("T")
 
 _TAGS = ("vip", "lead", "partner", "churned", "beta")
 
 
-def make_body(records: int) -> bytes:
-    """A ``/run`` reply: an envelope around one keyset page of ``records`` contacts."""
+def make_records(records: int) -> list[dict[str, object]]:
+    """``records`` contacts as the server sends them (8 fields, two datetimes)."""
     epoch = datetime(2024, 1, 1, tzinfo=UTC)
     results = []
     for i in range(records):
@@ -60,6 +89,12 @@ def make_body(records: int) -> bytes:
             "insertedAt": stamp,
             "updatedAt": stamp,
         })
+    return results
+
+
+def make_body(records: int) -> bytes:
+    """A ``/run`` reply: an envelope around one keyset page of ``records`` contacts."""
+    results = make_records(records)
     page = {"type": "keyset", "results": results, "hasMore": True, "limit": records,
             "after": None, "before": None, "count": None,
             "previousPage": "+/+/first==", "nextPage": "+/+/last=="}
@@ -124,17 +159,189 @@ def best_ns(fn: Callable[[], object], repeat: int, number: int) -> float:
     return best
 
 
+# -- end to end: client.iter against a bare aiohttp loop over the same replies ------------
+
+KEY = "sk_test_bench_decode_0123456789"
+FIELDS = ["id", "fullName", "phoneE164", "email", "company", "tags", "insertedAt", "updatedAt"]
+_OFFSET_MARK = b"987654321"  # where the server writes the offset echoed from the request
+_SERVER = r"""
+import asyncio, re, sys
+with open(sys.argv[1], "rb") as file:
+    HEAD, TAIL = file.read().split(sys.argv[2].encode())
+OFFSET = re.compile(rb'"offset":([0-9]+)')
+
+class Http(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        buffer = self.buffer + data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buffer[:end].lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0
+                              else None]) if at >= 0 else 0
+            if len(buffer) < end + 4 + length:
+                break
+            match = OFFSET.search(buffer, end + 4, end + 4 + length)
+            offset = match.group(1) if match else b"0"
+            buffer = buffer[end + 4 + length:]
+            size = len(HEAD) + len(offset) + len(TAIL)
+            self.transport.writelines([
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(size).encode() + b"\r\n\r\n", HEAD, offset, TAIL])
+        self.buffer = buffer
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Http, "127.0.0.1", 0, backlog=64)
+    print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await server.serve_forever()
+
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+
+class Envelope(msgspec.Struct, Generic[T]):
+    """The bare loop's envelope: ``data`` decoded straight into the page type."""
+
+    success: bool
+    data: T
+
+
+@contextlib.contextmanager
+def page_server(records: int) -> Iterator[str]:
+    """A fixed-reply server in a subprocess: every request gets the same offset page of
+    ``records`` contacts (``hasMore: true``), with the offset the request asked for."""
+    page = {"type": "offset", "results": make_records(records), "hasMore": True,
+            "limit": records, "count": None, "offset": int(_OFFSET_MARK)}
+    body = msgspec.json.encode({"success": True, "data": page})
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "page.json")
+        with open(path, "wb") as file:
+            file.write(body)
+        with server_process(["-c", _SERVER, path, _OFFSET_MARK.decode()]) as url:
+            yield url
+
+
+Reader = Callable[[int], Awaitable[int]]  # pages -> records read
+
+
+@contextlib.asynccontextmanager
+async def open_iter(url: str, records: int) -> AsyncIterator[Reader]:
+    """``client.iter(..., type=Contact)``, one record at a time."""
+    async with SippetClient(KEY, base_url=url) as client:
+        async def read(pages: int) -> int:
+            count = 0
+            async for _contact in client.iter("list_contacts", fields=FIELDS, type=Contact,
+                                              page_size=records, limit=records * pages):
+                count += 1
+            return count
+        yield read
+
+
+@contextlib.asynccontextmanager
+async def open_bare_loop(url: str, records: int) -> AsyncIterator[Reader]:
+    """aiohttp + one reusable typed decoder: the floor for typed iteration."""
+    decoder = msgspec.json.Decoder(Envelope[OffsetPage[Contact]])
+    headers = {"x-api-key": KEY, "content-type": "application/json"}
+    target = url + "/rpc/public/run"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        async def read(pages: int) -> int:
+            count = 0
+            for number in range(pages):
+                body = msgspec.json.encode({"action": "list_contacts", "fields": FIELDS,
+                                            "page": {"limit": records,
+                                                     "offset": number * records}})
+                async with session.post(target, data=body, headers=headers) as resp:
+                    raw = await resp.read()
+                for _contact in decoder.decode(raw).data.results:
+                    count += 1
+            return count
+        yield read
+
+
+READERS: dict[str, Callable[[str, int], contextlib.AbstractAsyncContextManager[Reader]]] = {
+    "client.iter(type=Contact)": open_iter,
+    "bare aiohttp + Decoder": open_bare_loop,
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """One timed read: records per second and client CPU per record."""
+
+    rate: float
+    cpu_us: float
+
+
+async def timed(read: Reader, pages: int, records: int) -> Window:
+    gc.collect()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    count = await read(pages)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    if count != pages * records:
+        raise RuntimeError(f"read {count} records, expected {pages * records}")
+    return Window(rate=count / elapsed, cpu_us=cpu / count * 1e6)
+
+
+async def end_to_end(url: str, records: int, pages: int, rounds: int
+                     ) -> dict[str, list[Window]]:
+    """Every reader's windows, in alternating order per round, after a warm-up read."""
+    async with contextlib.AsyncExitStack() as stack:
+        readers = {name: await stack.enter_async_context(opener(url, records))
+                   for name, opener in READERS.items()}
+        for read in readers.values():
+            await read(2)
+        windows: dict[str, list[Window]] = {name: [] for name in readers}
+        names = list(readers)
+        for round_ in range(rounds):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                windows[name].append(await timed(readers[name], pages, records))
+        return windows
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def report_end_to_end(windows: dict[str, list[Window]]) -> None:
+    """Each reader's median window, every round's ratio, the median paired ratios."""
+    ours, bare = windows["client.iter(type=Contact)"], windows["bare aiohttp + Decoder"]
+    for name, cells in windows.items():
+        print(f"  {name:<28} {_median([w.rate for w in cells]):>10,.0f} records/s  "
+              f"{_median([w.cpu_us for w in cells]):5.2f} µs client CPU/record")
+    rates = [a.rate / b.rate for a, b in zip(ours, bare, strict=True)]
+    cpus = [b.cpu_us / a.cpu_us for a, b in zip(ours, bare, strict=True)]
+    print("  iter / bare per round (records/s): " + " ".join(f"{r:.2f}" for r in rates))
+    ratio = _median(rates)
+    print(f"iter / bare aiohttp, records/s:       {ratio:5.2f}x  (target >= 0.85x: "
+          f"{'met' if ratio >= 0.85 else 'MISSED'}; median of paired rounds)")
+    print(f"iter / bare aiohttp, by client CPU:   {_median(cpus):5.2f}x")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print ns/record for each path and the two target ratios."""
+    """Print ns/record for each path and the two target ratios, then the end-to-end
+    comparison of typed iteration."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("records", nargs="?", type=int, default=1000, help="records per page")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--number", type=int, default=20, help="decodes per repeat")
+    parser.add_argument("--pages", type=int, default=50, help="pages per end-to-end read")
+    parser.add_argument("--http-rounds", type=int, default=9, help="end-to-end rounds")
+    parser.add_argument("--no-http", action="store_true", help="skip the end-to-end part")
     parser.add_argument("--tiny", action="store_true", help="a fast smoke run")
     args = parser.parse_args(argv)
     if args.tiny:
         args.records, args.rounds, args.repeat, args.number = 50, 1, 2, 2
+        args.pages, args.http_rounds = 3, 1
     body = make_body(args.records)
     gc.collect()
     results: dict[str, float] = {}
@@ -155,6 +362,14 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'met' if overhead <= 1.2 else 'MISSED'})")
     print(f"json+dataclasses / ours typed:        {speedup:5.2f}x  (target >= 3x: "
           f"{'met' if speedup >= 3 else 'MISSED'})")
+    if args.no_http:
+        return 0
+
+    print(f"\nend to end: {args.pages} offset pages of {args.records:,} contacts over HTTP, "
+          f"one record at a time, {args.http_rounds} rounds (server in a subprocess):")
+    with page_server(args.records) as url:
+        windows = asyncio.run(end_to_end(url, args.records, args.pages, args.http_rounds))
+    report_end_to_end(windows)
     return 0
 
 

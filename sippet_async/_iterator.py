@@ -5,18 +5,31 @@ limits, retries, decoding). While the caller consumes one page the next one is a
 flight (``concurrency`` of them for offset pages), so memory stays bounded by
 ``concurrency + 1`` pages.
 
-Cleanup does not depend on the caller: the page stream is an async generator that holds no
+Records are handed out by an async generator over each page's list, which ``async for``
+drives directly: no coroutine and no bookkeeping per record. How far the caller got is read
+from that list iterator when ``resume_token`` is asked for.
+
+Cleanup does not depend on the caller: the page stream and the record generator hold no
 reference back to the iterator, so after a ``break`` the iterator is freed at once and
-asyncio's async-generator finalizer closes the stream, cancelling the prefetch. ``aclose()``
-or ``async with`` make that deterministic.
+asyncio's async-generator finalizer closes them, cancelling the prefetch. ``aclose()`` or
+``async with`` make that deterministic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, cast
 
@@ -56,9 +69,8 @@ class RecordIterator(Generic[T]):
         self._walk = walk
         self._stream: AsyncGenerator[Received[T], None] = _stream(fetch, walk)
         self._initial = walk.token
-        self._current: Received[T] | None = None
-        self._results: list[T] = []
-        self._index = 0
+        self._position = _Position()
+        self._records: AsyncGenerator[T, None] | None = None
         self._mode: str | None = None
 
     def __repr__(self) -> str:
@@ -72,27 +84,27 @@ class RecordIterator(Generic[T]):
         Pass it as ``resume=`` (or ``str(token)``, e.g. saved to disk) to a new ``iter``
         of the same action, input, filter and sort.
         """
-        current = self._current
-        if current is None:
+        position = self._position
+        if position.end is None:
             return self._initial
-        if self._index >= len(self._results):
-            return current.page.resume_token
-        return current.start.advanced(self._index)
+        # A list iterator's length hint is exact: the records of this page not handed out.
+        left = operator.length_hint(position.rest)
+        if not left:
+            return position.end
+        return position.start.advanced(position.size - left)
 
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> T:
-        index = self._index
-        if index >= len(self._results):
+    def __aiter__(self) -> AsyncGenerator[T, None]:
+        # ``async for`` drives the record generator itself, without a coroutine of ours per
+        # record (docs/design.md, register of speed shortcuts). One generator per iterator,
+        # so a loop left with ``break`` can be continued by the next one.
+        if self._records is None:
             self._enter("records")
-            while True:
-                await self._next_page()  # StopAsyncIteration at the end
-                if self._results:
-                    break
-            index = 0
-        self._index = index + 1
-        return self._results[index]
+            self._records = _records(self._stream, self._position)
+        return self._records
+
+    def __anext__(self) -> Awaitable[T]:
+        """The next record; ``StopAsyncIteration`` at the end."""
+        return self.__aiter__().__anext__()
 
     def pages(self) -> _PageIterator[T]:
         """Iterate page by page: each ``Page`` holds its ``results`` and page metadata.
@@ -106,6 +118,8 @@ class RecordIterator(Generic[T]):
 
     async def aclose(self) -> None:
         """Stop the walk and cancel any page still in flight. Safe to call twice."""
+        if self._records is not None:
+            await self._records.aclose()
         await self._stream.aclose()
 
     async def __aenter__(self) -> Self:
@@ -129,10 +143,30 @@ class RecordIterator(Generic[T]):
 
     async def _next_page(self) -> Page[T]:
         received = await self._stream.__anext__()
-        self._current = received
-        self._results = received.page.results
-        self._index = 0
+        self._position.enter(received)
+        self._position.rest = iter(())  # the caller holds the whole page
         return received.page
+
+
+class _Position:
+    """How far the caller got in the page being handed out: where it starts and ends, its
+    size, and an iterator over its records still to come (exhausted once all are out).
+
+    It keeps tokens, not the page: a page the caller is done with is freed before the
+    next one is decoded (docs/design.md, register of speed shortcuts).
+    """
+
+    __slots__ = ("end", "rest", "size", "start")
+
+    def __init__(self) -> None:
+        self.start = ResumeToken()
+        self.end: ResumeToken | None = None  # None: no page yet
+        self.size = 0
+        self.rest: Iterator[Any] = iter(())
+
+    def enter(self, received: Received[Any]) -> None:
+        page = received.page
+        self.start, self.end, self.size = received.start, page.resume_token, len(page.results)
 
 
 class _PageIterator(Generic[T]):
@@ -145,9 +179,7 @@ class _PageIterator(Generic[T]):
         return self
 
     async def __anext__(self) -> Page[T]:
-        page = await self._parent._next_page()
-        self._parent._index = len(page.results)  # the caller holds the whole page
-        return page
+        return await self._parent._next_page()
 
     async def aclose(self) -> None:
         """Close the underlying iterator."""
@@ -163,14 +195,28 @@ async def _stream(fetch: Fetch, walk: Walk) -> AsyncGenerator[Received[Any], Non
             if not in_flight:
                 return
             request, task = in_flight.popleft()
-            data = await task
-            received = walk.receive(request, data)
+            received = walk.receive(request, await task)
             if received.discard_in_flight:
                 await _cancel(in_flight)
             _launch(fetch, walk, in_flight)  # prefetch before handing the page out
             yield received
+            del received  # not held while the next page is awaited and decoded
     finally:
         await _cancel(in_flight)
+
+
+async def _records(stream: AsyncGenerator[Received[T], None],
+                   position: _Position) -> AsyncGenerator[T, None]:
+    """Each page's records in order, one by one; ``position`` shows how far the caller got."""
+    try:
+        async for received in stream:
+            position.enter(received)
+            position.rest = rest = iter(received.page.results)
+            del received  # only ``rest`` holds the page: freed once handed out
+            for record in rest:
+                yield record
+    finally:
+        await stream.aclose()  # cancels the prefetch when the caller stops early
 
 
 def _launch(fetch: Fetch, walk: Walk,

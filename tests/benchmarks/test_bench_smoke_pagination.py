@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow  # a benchmark, at tiny sizes
 
 
 def test_bench_decode_tiny(capsys: pytest.CaptureFixture[str]) -> None:
-    """bench_decode prints ns/record for every path and both target ratios."""
+    """bench_decode prints ns/record for every path and both target ratios, then typed
+    iteration end to end against the bare aiohttp loop, side by side."""
     assert load("bench_decode").main(["--tiny"]) == 0
     out = capsys.readouterr().out
     for path in ("ours, typed (Contact)", "bare msgspec, same Struct", "msgspec into dicts",
@@ -23,6 +24,11 @@ def test_bench_decode_tiny(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(re.escape(path) + r"\s+\d+ ns/record", out), out
     assert "ours typed / bare msgspec" in out
     assert "json+dataclasses / ours typed" in out
+    for reader in ("client.iter(type=Contact)", "bare aiohttp + Decoder"):
+        assert re.search(re.escape(reader) + r"\s+[\d,]+ records/s\s+[\d.]+ µs client CPU",
+                         out), out
+    assert re.search(r"iter / bare aiohttp, records/s:\s+[\d.]+x", out), out
+    assert "sk_test" not in out  # the key never appears in benchmark output
 
 
 def test_bench_export_tiny(capsys: pytest.CaptureFixture[str]) -> None:
