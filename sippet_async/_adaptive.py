@@ -36,8 +36,9 @@ import msgspec
 __all__ = ["Adaptive", "busy", "hinted", "learn", "limited", "rate_at", "start", "succeeded"]
 
 WINDOW: Final = 1.0  # seconds: the server's window, and the span of the counts
-# A cut to the quota the server showed: one 429 per ~200 replies is a limit being met, one
-# per 1,000 is the noise of a shared edge (the demo's mix).
+# A cut to the quota the server showed: two 429s in a second, one per ~200 replies, is a
+# limit being met (the shared pause stops the rest of a burst); one per 1,000 is the noise
+# of a shared edge (`sippet demo`'s mix), whose chance clusters cut rarely and little.
 LIMITED_MIN: Final = 2
 LIMITED_SHARE: Final = 0.005
 # Overload shows as many 503s at once; 0.2% of replies is a stray (a deploy, one bad node).
@@ -52,6 +53,7 @@ PROBE: Final = 1.5e-5
 MIN_FACTOR: Final = 0.05  # never below 5% of the first rate: a storm must not stall a job
 # A hint that leaves fewer than half the requests we would send before its reset slows us.
 HINT_HEADROOM: Final = 0.5
+MAX_PAUSED: Final = 0.9  # seconds: the successes of 0.1 s still say something
 
 
 class Adaptive(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -67,6 +69,8 @@ class Adaptive(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         since: start of the current one-second bucket of counts.
         ok, limited, busy: successes, 429s and 503s with ``Retry-After`` in this bucket;
             the ``_prev`` fields, in the one before.
+        paused: seconds of ``Retry-After`` pauses begun in this bucket (``paused_prev``:
+            the one before); ``pause_until``: when the last one ends.
     """
 
     ceiling: float
@@ -81,6 +85,9 @@ class Adaptive(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     limited_prev: int = 0
     busy: int = 0
     busy_prev: int = 0
+    paused: float = 0.0
+    paused_prev: float = 0.0
+    pause_until: float = -math.inf
 
 
 _replace: Final = msgspec.structs.replace
@@ -107,9 +114,14 @@ def rate_at(state: Adaptive, now: float) -> float:
 
 
 def accepted(state: Adaptive, now: float) -> float:
-    """Successes in the last second (an estimate from the two buckets)."""
+    """Successes per second over the part of the last second not paused by a
+    ``Retry-After`` (an estimate from the two buckets): a pause the server asked for
+    lowers the count, not the server's quota."""
     state = _rolled(state, now)
-    return _last_second(state, now, state.ok, state.ok_prev)
+    ok = _last_second(state, now, state.ok, state.ok_prev)
+    paused = _last_second(state, now, state.paused, state.paused_prev) \
+        - max(0.0, state.pause_until - now)  # the part still to come
+    return ok / (WINDOW - min(max(paused, 0.0), MAX_PAUSED))
 
 
 def succeeded(state: Adaptive, now: float) -> Adaptive:
@@ -119,16 +131,16 @@ def succeeded(state: Adaptive, now: float) -> Adaptive:
     return _replace(state, ok=state.ok + 1)
 
 
-def limited(state: Adaptive, now: float) -> Adaptive:
-    """A 429: counted; when 429s cluster, the rate becomes what the server accepted."""
+def limited(state: Adaptive, now: float, retry_after: float | None = None) -> Adaptive:
+    """A 429 (and its pause): counted; when 429s cluster, the rate becomes what the server
+    accepted."""
     state = _rolled(state, now)
     state = _replace(state, limited=state.limited + 1)
-    if now - state.epoch < WINDOW:
-        return state  # the replies of one burst all say the same thing: one cut per window
-    n = _last_second(state, now, state.limited, state.limited_prev)
-    if n < LIMITED_MIN or n < LIMITED_SHARE * _replies(state, now):
-        return state
-    return learn(state, now)
+    if now - state.epoch >= WINDOW:  # the replies of one burst all say the same: one cut
+        n = _last_second(state, now, state.limited, state.limited_prev)
+        if n >= LIMITED_MIN and n >= LIMITED_SHARE * _replies(state, now):
+            state = learn(state, now)
+    return _paused(state, now, retry_after)
 
 
 def learn(state: Adaptive, now: float) -> Adaptive:
@@ -139,18 +151,17 @@ def learn(state: Adaptive, now: float) -> Adaptive:
     return _replace(_rolled(state, now), good=rate, cut=rate, epoch=now, floor=floor)
 
 
-def busy(state: Adaptive, now: float) -> Adaptive:
-    """A 503 with ``Retry-After``: counted; when they cluster, cut to ``BETA`` of what the
-    server accepted, and return to that quickly."""
+def busy(state: Adaptive, now: float, retry_after: float | None = None) -> Adaptive:
+    """A 503 with ``Retry-After`` (and its pause): counted; when they cluster, cut to
+    ``BETA`` of what the server accepted, and return to that quickly."""
     state = _rolled(state, now)
     state = _replace(state, busy=state.busy + 1)
-    if now - state.epoch < WINDOW:
-        return state
-    n = _last_second(state, now, state.busy, state.busy_prev)
-    if n < BUSY_MIN or n < BUSY_SHARE * _replies(state, now):
-        return state
-    good = min(rate_at(state, now), max(state.floor, accepted(state, now)))
-    return _replace(state, good=good, cut=max(state.floor, BETA * good), epoch=now)
+    if now - state.epoch >= WINDOW:
+        n = _last_second(state, now, state.busy, state.busy_prev)
+        if n >= BUSY_MIN and n >= BUSY_SHARE * _replies(state, now):
+            good = min(rate_at(state, now), max(state.floor, accepted(state, now)))
+            state = _replace(state, good=good, cut=max(state.floor, BETA * good), epoch=now)
+    return _paused(state, now, retry_after)
 
 
 def hinted(state: Adaptive, now: float, remaining: int, reset: float) -> Adaptive:
@@ -166,6 +177,17 @@ def hinted(state: Adaptive, now: float, remaining: int, reset: float) -> Adaptiv
     return _replace(state, good=cut, cut=cut, epoch=now)
 
 
+def _paused(state: Adaptive, now: float, retry_after: float | None) -> Adaptive:
+    """The pause a ``Retry-After`` begins (or extends), as the client's gate keeps it."""
+    if not retry_after or retry_after <= 0:
+        return state
+    until = now + retry_after
+    if until <= state.pause_until:
+        return state
+    return _replace(state, pause_until=until,
+                    paused=state.paused + until - max(state.pause_until, now))
+
+
 def _rolled(state: Adaptive, now: float) -> Adaptive:
     """The counts with their buckets moved on to ``now``."""
     gap = now - state.since
@@ -174,12 +196,12 @@ def _rolled(state: Adaptive, now: float) -> Adaptive:
     if gap < 2 * WINDOW:
         return _replace(state, since=state.since + WINDOW, ok=0, ok_prev=state.ok,
                         limited=0, limited_prev=state.limited, busy=0,
-                        busy_prev=state.busy)
+                        busy_prev=state.busy, paused=0.0, paused_prev=state.paused)
     return _replace(state, since=now, ok=0, ok_prev=0, limited=0, limited_prev=0, busy=0,
-                    busy_prev=0)
+                    busy_prev=0, paused=0.0, paused_prev=0.0)
 
 
-def _last_second(state: Adaptive, now: float, current: int, previous: int) -> float:
+def _last_second(state: Adaptive, now: float, current: float, previous: float) -> float:
     overlap = 1.0 - (now - state.since) / WINDOW
     return current + previous * overlap if overlap > 0 else float(current)
 

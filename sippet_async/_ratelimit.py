@@ -126,9 +126,9 @@ class RateLimit:
         now = asyncio.get_running_loop().time()
         state = self.state
         if pushback.status == 429:
-            state = adaptive.limited(state, now)
+            state = adaptive.limited(state, now, pushback.retry_after)
         elif pushback.status == 503:
-            state = adaptive.busy(state, now)
+            state = adaptive.busy(state, now, pushback.retry_after)
         elif pushback.remaining is not None and pushback.reset is not None:
             state = adaptive.hinted(state, now, pushback.remaining, pushback.reset)
         self._changed(state, now)

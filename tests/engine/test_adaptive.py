@@ -89,3 +89,19 @@ def test_the_counts_forget_what_is_older_than_a_second() -> None:
     assert adaptive.accepted(state, 1.0) == pytest.approx(300.0, rel=0.01)
     assert adaptive.accepted(state, 1.5) == pytest.approx(150.0, rel=0.05)
     assert adaptive.accepted(state, 3.0) == 0.0
+
+
+def test_a_pause_lowers_the_count_not_the_learned_quota() -> None:
+    """800/s with a 0.2 s Retry-After pause in the last second: the quota learned is ~800/s
+    (the successes over the time the client was allowed to send), not the 640 counted."""
+    state = _steady(adaptive.start(1000.0), 800.0, 0.0, 1.0)
+    state = adaptive.limited(state, 1.0, retry_after=0.2)  # a stray: a pause, no cut
+    assert adaptive.rate_at(state, 1.0) == 1000.0
+    state = _steady(state, 800.0, 1.2, 0.8)
+    plain = _steady(adaptive.start(1000.0), 800.0, 0.0, 1.0)
+    plain = _steady(plain, 800.0, 1.2, 0.8)
+    for _ in range(5):  # a cluster: a quota met
+        state = adaptive.limited(state, 2.0, retry_after=0.001)
+        plain = adaptive.limited(plain, 2.0)
+    assert adaptive.rate_at(plain, 2.0) == pytest.approx(640.0, rel=0.03)
+    assert adaptive.rate_at(state, 2.0) == pytest.approx(800.0, rel=0.03)
