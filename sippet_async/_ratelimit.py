@@ -55,6 +55,11 @@ class RateLimit:
     Uses the running loop's clock, so a test can drive it with a loop whose clock it
     controls.
 
+    Attributes:
+        state: the adaptive state (``_adaptive.Adaptive``: learned rate, last good rate,
+            the epoch of the last cut, a second of counts); plain numbers, so a limiter
+            shared by many processes can keep them in a shared store.
+
     Raises:
         UsageError: ``per_second`` is not a positive, finite number.
 
@@ -68,7 +73,6 @@ class RateLimit:
         self.per_second = per_second
         # Below 1/s the window is the time one request takes: 0.5/s is 1 per 2 s.
         self._period = max(1.0, 1.0 / per_second)
-        self._margin = margin
         self._window = self._period + margin
         self.state = adaptive.start(per_second)
         self._limit = self._quota(per_second)
@@ -106,8 +110,9 @@ class RateLimit:
     async def acquire(self) -> None:
         """Wait for this request's turn."""
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._next_refresh:
-            self._refresh(loop.time())
+        now = loop.time()
+        if now >= self._next_refresh:
+            self._refresh(now)
         await self._pacer.acquire()
         async with self._lock:  # FIFO: one waiter at a time owns the window log
             sent = self._sent
