@@ -59,6 +59,7 @@ from sippet_async._retry import (
 )
 from sippet_async._runner import RequestKeys
 from sippet_async._transport import AiohttpTransport, Transport
+from sippet_async._typed_methods import TypedResources
 from sippet_async._walk import ResumeToken
 
 if TYPE_CHECKING:
@@ -75,13 +76,18 @@ log.addHandler(logging.NullHandler())
 
 
 
-class SippetClient:
+class SippetClient(TypedResources):
     """An asyncio client for Sippet's RPC API, with one pooled HTTP session.
+
+    ``client.contacts`` and ``client.calls`` hold typed methods per action (records and
+    inputs are msgspec Structs); ``run`` and ``iter`` reach any action by name.
 
     Example:
         async with SippetClient(api_key="sk_live_...") as client:
             data = await client.run("list_contacts", fields=["id", "fullName"],
                                     page={"limit": 20})
+            ada = await client.contacts.create(
+                CreateContact(full_name="Ada", phone_e164="+15555550123"))
     """
 
     def __init__(

@@ -29,6 +29,7 @@ from sippet_async._errors import (
     UsageError,
     rpc_error_for,
 )
+from sippet_async._mismatch import result_type_error
 from sippet_async._models import (
     Envelope,
     ErrorItem,
@@ -294,6 +295,10 @@ def decode_run(action: str, response: HttpResponse, type: type[T] | None = None)
     try:
         data = _decoder_for(cast(Any, type)).decode(raw)
     except _DECODE_FAILURES as exc:
+        # Valid JSON that fails only the caller's part of the type: theirs to fix.
+        mismatch = result_type_error(action, type, exc, raw)
+        if mismatch is not None:
+            raise mismatch from exc
         raise _protocol_error(action, "data does not match the expected type", exc,
                               response.body, root="$.data") from exc
     return RunResult(data=data, metadata=envelope.metadata)
