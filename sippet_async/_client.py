@@ -59,7 +59,7 @@ from sippet_async._retry import (
 )
 from sippet_async._runner import RequestKeys
 from sippet_async._transport import AiohttpTransport, Transport
-from sippet_async._typed_methods import TypedResources
+from sippet_async._typed_methods import Client, TypedResources
 from sippet_async._walk import ResumeToken
 
 if TYPE_CHECKING:
@@ -750,3 +750,9 @@ def _check_type(type: Any) -> None:
         protocol._decoder_for(type)
     except TypeError as exc:  # unsupported or unhashable type
         raise UsageError(f"type={type!r} cannot be decoded into: {exc}") from exc
+
+
+if TYPE_CHECKING:
+    def _typed_methods_client(client: SippetClient) -> Client:
+        """mypy checks here that the client is what the typed methods call (they cast)."""
+        return client
