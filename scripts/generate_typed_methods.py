@@ -64,11 +64,8 @@ def _fields(record: type[msgspec.Struct]) -> Sequence[str]:
     return [field.encode_name for field in msgspec.structs.fields(record)]
 
 
-def _input(value: msgspec.Struct, expected: type[msgspec.Struct]) -> dict[str, Any]:
-    """An input Struct as the wire's ``input`` object (camelCase, UNSET fields left out)."""
-    if type(value) is not expected:
-        raise UsageError(f"input must be a {{expected.__name__}}, got {{value!r:.60}}")
-    return cast(dict[str, Any], msgspec.to_builtins(value))
+def _wrong_input(value: object, expected: type[msgspec.Struct]) -> UsageError:
+    return UsageError(f"input must be a {{expected.__name__}}, got {{value!r:.60}}")
 '''
 
 FIELDS = "_{upper}_FIELDS: Final = _fields({record})"
@@ -150,9 +147,11 @@ METHODS = {
         Raises:
             InvalidInputError: the server refused the input.
         """
+        if type(input) is not {input}:  # the Struct is sent as it is, encoded by msgspec
+            raise _wrong_input(input, {input})
         record: {record} = await self._client.run(
             "{action}", type={record}, idempotency_key=idempotency_key, deadline=deadline,
-            input=_input(input, {input}), fields=fields)
+            input=input, fields=fields)
         return record
 ''',
     "update": '''
@@ -167,9 +166,11 @@ METHODS = {
         Raises:
             NotFoundError: no {record_lower} has this id.
         """
+        if type(input) is not {input}:
+            raise _wrong_input(input, {input})
         record: {record} = await self._client.run(
             "{action}", type={record}, idempotency_key=idempotency_key, deadline=deadline,
-            identity=id, input=_input(input, {input}), fields=fields)
+            identity=id, input=input, fields=fields)
         return record
 ''',
     "destroy": '''

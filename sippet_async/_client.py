@@ -284,8 +284,10 @@ class SippetClient(TypedResources):
 
         Keys are those of docs/protocol.md §3 in snake_case: ``input``, ``identity``,
         ``fields``, ``filter``, ``sort``, ``page``, ``metadata_fields``, ``get_by``,
-        ``tenant``. Only the keys given are sent. With ``type``, ``data`` is decoded
-        straight into it (a msgspec Struct, ``list[Contact]``, ...).
+        ``tenant``. Only the keys given are sent; ``input`` may also be an input Struct
+        (``CreateContact``, ...). With ``type``, ``data`` is decoded straight into it (a
+        msgspec Struct, ``list[Contact]``, ...); data that does not fit it raises
+        ``ResultTypeError``.
 
         Args:
             idempotent: whether this call may be sent twice; None decides by the action

@@ -129,6 +129,8 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
     names camelCased (§3.1); nested keys are sent as given.
 
     ``keys`` are request keys by their Python names (``metadata_fields``, ``get_by``, ...).
+    ``input`` may also be a msgspec Struct (``CreateContact``): encoded by its own names, its
+    UNSET fields left out.
     Everything is checked before any I/O (strict in what we send), in one pass that tries
     exact ``dict`` / ``list`` types before any slower ABC check: this runs once per call.
 
@@ -148,7 +150,9 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
         if value is None:
             continue
         if name in _MAPPING_KEYS:
-            if type(value) is not dict and not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping) and not (
+                name == "input" and isinstance(value, msgspec.Struct)  # CreateContact, ...
+            ):
                 raise UsageError(f"{name} must be a mapping (a JSON object), got {value!r}")
         elif name in _LIST_KEYS:
             if type(value) is not list and (

@@ -42,11 +42,8 @@ def _fields(record: type[msgspec.Struct]) -> Sequence[str]:
     return [field.encode_name for field in msgspec.structs.fields(record)]
 
 
-def _input(value: msgspec.Struct, expected: type[msgspec.Struct]) -> dict[str, Any]:
-    """An input Struct as the wire's ``input`` object (camelCase, UNSET fields left out)."""
-    if type(value) is not expected:
-        raise UsageError(f"input must be a {expected.__name__}, got {value!r:.60}")
-    return cast(dict[str, Any], msgspec.to_builtins(value))
+def _wrong_input(value: object, expected: type[msgspec.Struct]) -> UsageError:
+    return UsageError(f"input must be a {expected.__name__}, got {value!r:.60}")
 
 
 _CONTACT_FIELDS: Final = _fields(Contact)
@@ -108,9 +105,11 @@ class ContactsResource:
         Raises:
             InvalidInputError: the server refused the input.
         """
+        if type(input) is not CreateContact:  # the Struct is sent as it is, encoded by msgspec
+            raise _wrong_input(input, CreateContact)
         record: Contact = await self._client.run(
             "create_contact", type=Contact, idempotency_key=idempotency_key, deadline=deadline,
-            input=_input(input, CreateContact), fields=fields)
+            input=input, fields=fields)
         return record
 
     async def update(
@@ -124,9 +123,11 @@ class ContactsResource:
         Raises:
             NotFoundError: no contact has this id.
         """
+        if type(input) is not UpdateContact:
+            raise _wrong_input(input, UpdateContact)
         record: Contact = await self._client.run(
             "update_contact", type=Contact, idempotency_key=idempotency_key, deadline=deadline,
-            identity=id, input=_input(input, UpdateContact), fields=fields)
+            identity=id, input=input, fields=fields)
         return record
 
     async def destroy(
@@ -190,9 +191,11 @@ class CallsResource:
         Raises:
             InvalidInputError: the server refused the input.
         """
+        if type(input) is not CreateCall:  # the Struct is sent as it is, encoded by msgspec
+            raise _wrong_input(input, CreateCall)
         record: Call = await self._client.run(
             "create_call", type=Call, idempotency_key=idempotency_key, deadline=deadline,
-            input=_input(input, CreateCall), fields=fields)
+            input=input, fields=fields)
         return record
 
     async def end(
