@@ -50,6 +50,16 @@ def result_type_error(action: str, tp: Any, exc: BaseException,
             _decoder(shape).decode(raw)
     except _FAILURES:
         return None
+    try:
+        return _explain(action, tp, relative_path, document)
+    except (TypeError, ValueError, AttributeError, LookupError, RecursionError):
+        # An exotic type this walk cannot follow: the plain ProtocolError, with its path,
+        # is still raised. Explaining a failure must never replace it with another one.
+        return None
+
+
+def _explain(action: str, tp: Any, relative_path: str, document: Any) -> ResultTypeError:
+    """The error naming the field path, the type declared there and the value found."""
     segments = _segments(relative_path)
     expected = _type_at(tp, segments)
     value, found = _value_at(document, segments)
