@@ -27,27 +27,39 @@ HEADER = '''\
 Each method runs one action through the client's public ``run`` / ``iter`` with the
 resource's record type, so a reply that does not fit it raises ``ResultTypeError``.
 ``client.run`` stays the way to any other action.
+
+Methods that return a record return ``run``'s own coroutine (``await`` it as usual)
+instead of wrapping it in one more: no coroutine layer per call, so a typed call costs
+what ``client.run`` does (benchmarks/bench_overhead.py, "typed / run"). An argument of
+the wrong type is refused when the method is called, before any coroutine exists.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol, cast
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, Final, Protocol, Unpack, cast
 
 import msgspec
 
 from sippet_async._errors import UsageError
 from sippet_async._iterator import RecordIterator
 from sippet_async._resources import {imports}
-from sippet_async._runner import Runner
+from sippet_async._runner import RequestKeys, Runner
 from sippet_async._walk import ResumeToken
 
 __all__ = [{all}]
 
 
 class Client(Runner, Protocol):
-    """What the typed methods call: ``run`` (from ``Runner``) and ``iter``."""
+    """What the typed methods call: ``run`` and ``iter``."""
+
+    def run(
+        self, action: str, *, type: Any = None, idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
+    ) -> Coroutine[Any, Any, Any]:
+        """Run ``action`` and return the envelope's ``data`` (a coroutine)."""
 
     def iter(
         self, action: str, *, fields: Sequence[str | Mapping[str, Any]], type: Any = None,
@@ -122,24 +134,23 @@ METHODS = {
 {paging_call}        )
 ''',
     "get": '''
-    async def {name}(
+    def {name}(
         self, id: str, *, fields: Sequence[str] = _{upper}_FIELDS,
         deadline: float | None = None,
-    ) -> {record}:
+    ) -> Coroutine[Any, Any, {record}]:
         """{doc}
 
         Raises:
             NotFoundError: no {record_lower} has this id.
         """
-        record: {record} = await self._client.run(
+        return self._client.run(
             "{action}", type={record}, deadline=deadline, input={{"id": id}}, fields=fields)
-        return record
 ''',
     "create": '''
-    async def {name}(
+    def {name}(
         self, input: {input}, *, fields: Sequence[str] = _{upper}_FIELDS,
         idempotency_key: str | None = None, deadline: float | None = None,
-    ) -> {record}:
+    ) -> Coroutine[Any, Any, {record}]:
         """{doc}
 
         Returns the new record (``fields`` of it).
@@ -149,16 +160,15 @@ METHODS = {
         """
         if type(input) is not {input}:  # the Struct is sent as it is, encoded by msgspec
             raise _wrong_input(input, {input})
-        record: {record} = await self._client.run(
+        return self._client.run(
             "{action}", type={record}, idempotency_key=idempotency_key, deadline=deadline,
             input=input, fields=fields)
-        return record
 ''',
     "update": '''
-    async def {name}(
+    def {name}(
         self, id: str, input: {input}, *, fields: Sequence[str] = _{upper}_FIELDS,
         idempotency_key: str | None = None, deadline: float | None = None,
-    ) -> {record}:
+    ) -> Coroutine[Any, Any, {record}]:
         """{doc}
 
         Returns the record after the change (``fields`` of it).
@@ -168,10 +178,9 @@ METHODS = {
         """
         if type(input) is not {input}:
             raise _wrong_input(input, {input})
-        record: {record} = await self._client.run(
+        return self._client.run(
             "{action}", type={record}, idempotency_key=idempotency_key, deadline=deadline,
             identity=id, input=input, fields=fields)
-        return record
 ''',
     "destroy": '''
     async def {name}(

@@ -150,9 +150,10 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
         if value is None:
             continue
         if name in _MAPPING_KEYS:
-            if type(value) is not dict and not isinstance(value, Mapping) and not (
-                name == "input" and isinstance(value, msgspec.Struct)  # CreateContact, ...
-            ):
+            # An input Struct (CreateContact, ...) is tested before the slower ABC check.
+            if type(value) is not dict and not (
+                name == "input" and isinstance(value, msgspec.Struct)
+            ) and not isinstance(value, Mapping):
                 raise UsageError(f"{name} must be a mapping (a JSON object), got {value!r}")
         elif name in _LIST_KEYS:
             if type(value) is not list and (

@@ -5,27 +5,39 @@
 Each method runs one action through the client's public ``run`` / ``iter`` with the
 resource's record type, so a reply that does not fit it raises ``ResultTypeError``.
 ``client.run`` stays the way to any other action.
+
+Methods that return a record return ``run``'s own coroutine (``await`` it as usual)
+instead of wrapping it in one more: no coroutine layer per call, so a typed call costs
+what ``client.run`` does (benchmarks/bench_overhead.py, "typed / run"). An argument of
+the wrong type is refused when the method is called, before any coroutine exists.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol, cast
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, Final, Protocol, Unpack, cast
 
 import msgspec
 
 from sippet_async._errors import UsageError
 from sippet_async._iterator import RecordIterator
 from sippet_async._resources import Call, Contact, CreateCall, CreateContact, UpdateContact
-from sippet_async._runner import Runner
+from sippet_async._runner import RequestKeys, Runner
 from sippet_async._walk import ResumeToken
 
 __all__ = ["CallsResource", "Client", "ContactsResource", "TypedResources"]
 
 
 class Client(Runner, Protocol):
-    """What the typed methods call: ``run`` (from ``Runner``) and ``iter``."""
+    """What the typed methods call: ``run`` and ``iter``."""
+
+    def run(
+        self, action: str, *, type: Any = None, idempotent: bool | None = None,
+        idempotency_key: str | None = None, deadline: float | None = None,
+        **keys: Unpack[RequestKeys],
+    ) -> Coroutine[Any, Any, Any]:
+        """Run ``action`` and return the envelope's ``data`` (a coroutine)."""
 
     def iter(
         self, action: str, *, fields: Sequence[str | Mapping[str, Any]], type: Any = None,
@@ -81,23 +93,22 @@ class ContactsResource:
             page_size=page_size, concurrency=concurrency, resume=resume,
         )
 
-    async def get(
+    def get(
         self, id: str, *, fields: Sequence[str] = _CONTACT_FIELDS,
         deadline: float | None = None,
-    ) -> Contact:
+    ) -> Coroutine[Any, Any, Contact]:
         """One contact by id.
 
         Raises:
             NotFoundError: no contact has this id.
         """
-        record: Contact = await self._client.run(
+        return self._client.run(
             "get_contact", type=Contact, deadline=deadline, input={"id": id}, fields=fields)
-        return record
 
-    async def create(
+    def create(
         self, input: CreateContact, *, fields: Sequence[str] = _CONTACT_FIELDS,
         idempotency_key: str | None = None, deadline: float | None = None,
-    ) -> Contact:
+    ) -> Coroutine[Any, Any, Contact]:
         """Create a contact.
 
         Returns the new record (``fields`` of it).
@@ -107,15 +118,14 @@ class ContactsResource:
         """
         if type(input) is not CreateContact:  # the Struct is sent as it is, encoded by msgspec
             raise _wrong_input(input, CreateContact)
-        record: Contact = await self._client.run(
+        return self._client.run(
             "create_contact", type=Contact, idempotency_key=idempotency_key, deadline=deadline,
             input=input, fields=fields)
-        return record
 
-    async def update(
+    def update(
         self, id: str, input: UpdateContact, *, fields: Sequence[str] = _CONTACT_FIELDS,
         idempotency_key: str | None = None, deadline: float | None = None,
-    ) -> Contact:
+    ) -> Coroutine[Any, Any, Contact]:
         """Change the attributes ``input`` gives; None clears an optional one.
 
         Returns the record after the change (``fields`` of it).
@@ -125,10 +135,9 @@ class ContactsResource:
         """
         if type(input) is not UpdateContact:
             raise _wrong_input(input, UpdateContact)
-        record: Contact = await self._client.run(
+        return self._client.run(
             "update_contact", type=Contact, idempotency_key=idempotency_key, deadline=deadline,
             identity=id, input=input, fields=fields)
-        return record
 
     async def destroy(
         self, id: str, *, idempotency_key: str | None = None, deadline: float | None = None,
@@ -167,23 +176,22 @@ class CallsResource:
             page_size=None,  # no `page`: the action takes none
         )
 
-    async def get(
+    def get(
         self, id: str, *, fields: Sequence[str] = _CALL_FIELDS,
         deadline: float | None = None,
-    ) -> Call:
+    ) -> Coroutine[Any, Any, Call]:
         """One call by id.
 
         Raises:
             NotFoundError: no call has this id.
         """
-        record: Call = await self._client.run(
+        return self._client.run(
             "get_call", type=Call, deadline=deadline, input={"id": id}, fields=fields)
-        return record
 
-    async def create(
+    def create(
         self, input: CreateCall, *, fields: Sequence[str] = _CALL_FIELDS,
         idempotency_key: str | None = None, deadline: float | None = None,
-    ) -> Call:
+    ) -> Coroutine[Any, Any, Call]:
         """Place a call.
 
         Returns the new record (``fields`` of it).
@@ -193,10 +201,9 @@ class CallsResource:
         """
         if type(input) is not CreateCall:  # the Struct is sent as it is, encoded by msgspec
             raise _wrong_input(input, CreateCall)
-        record: Call = await self._client.run(
+        return self._client.run(
             "create_call", type=Call, idempotency_key=idempotency_key, deadline=deadline,
             input=input, fields=fields)
-        return record
 
     async def end(
         self, id: str, *, idempotency_key: str | None = None, deadline: float | None = None,
