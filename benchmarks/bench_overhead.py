@@ -6,6 +6,14 @@ Run by hand (figures are printed, nothing is asserted):
     python benchmarks/bench_overhead.py --uvloop           # the same on asyncio and uvloop
     python benchmarks/bench_overhead.py --rounds 30 --concurrency 64
     python benchmarks/bench_overhead.py --tiny             # a quick smoke run
+    python benchmarks/bench_overhead.py --concurrency 1 --only typed   # typed vs run only
+
+Instruction counts, steadier than time on a shared machine (client process only; the
+server is another process): run ``--calls NAME:N`` under callgrind for two values of N
+and divide the difference in instructions by the difference in N:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        python benchmarks/bench_overhead.py --calls contacts.create:3000
 
 The server is a minimal keep-alive HTTP/1.1 responder (raw asyncio protocol, on uvloop when
 installed) in its own process, answering every POST with the same tiny envelope, so the
@@ -20,7 +28,10 @@ Clients, each driven by ``concurrency`` tasks:
   decode: the floor for an aiohttp client (no limiter, no retry). ``client.run`` bounds
   each attempt too (60 s), with its own coarse timer instead of aiohttp's per-request one;
 * ``naive aiohttp``: the same session with ``json=`` and ``await resp.json()``;
-* ``httpx``: ``httpx.AsyncClient`` with a pool of ``concurrency`` connections.
+* ``httpx``: ``httpx.AsyncClient`` with a pool of ``concurrency`` connections;
+* ``run(type=)`` and ``contacts.create``: the same ``create_contact`` call, once through
+  ``client.run(..., type=Contact)`` with an input dict, once through the typed method with a
+  ``CreateContact`` (each built per call, as a caller would): the typed methods' own cost.
 
 Method: per concurrency level, all four clients are opened on one event loop and warmed
 up (every pooled connection open), then measured in ``--rounds`` rounds of one
@@ -30,6 +41,7 @@ adjacent in time, so the ratio of a round is taken within the round, and the med
 is reported (and the median of each client's own windows for its columns).
 
 Target (issue 4): ``client.run`` >= 0.90x the bare aiohttp loop, and ahead of the naive one.
+Target (issue 14): ``contacts.create`` >= 0.98x ``run(type=)`` (at most 2% overhead).
 """
 
 from __future__ import annotations
@@ -49,11 +61,12 @@ import aiohttp
 import msgspec
 from _servers import server_process  # benchmarks/ is on sys.path when run
 
-from sippet_async import RetryPolicy, SippetClient
+from sippet_async import Contact, CreateContact, RetryPolicy, SippetClient
 
 KEY = "sk_test_bench_overhead_0123456789"
 PAYLOAD = {"action": "get_contact", "input": {"id": "c1"}, "fields": ["id"]}
 REPLY = b'{"success":true,"data":{"id":"c1","fullName":"Ada"}}'
+CREATE_FIELDS = ["id", "fullName"]
 _SERVER = r"""
 import asyncio, sys
 RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -145,6 +158,28 @@ async def open_client(url: str, concurrency: int) -> AsyncIterator[Send]:
         yield send
 
 
+@contextlib.asynccontextmanager
+async def open_run_typed(url: str, concurrency: int) -> AsyncIterator[Send]:
+    async with SippetClient(KEY, base_url=url, max_concurrency=concurrency,
+                            retry=RetryPolicy()) as client:
+        async def send() -> Any:
+            return await client.run(
+                "create_contact", input={"fullName": "Ada", "phoneE164": "+15555550123"},
+                fields=CREATE_FIELDS, type=Contact)
+        yield send
+
+
+@contextlib.asynccontextmanager
+async def open_typed_method(url: str, concurrency: int) -> AsyncIterator[Send]:
+    async with SippetClient(KEY, base_url=url, max_concurrency=concurrency,
+                            retry=RetryPolicy()) as client:
+        async def send() -> Any:
+            return await client.contacts.create(
+                CreateContact(full_name="Ada", phone_e164="+15555550123"),
+                fields=CREATE_FIELDS)
+        yield send
+
+
 class _Envelope(msgspec.Struct):
     success: bool
     data: msgspec.Raw = msgspec.Raw(b"null")
@@ -196,21 +231,29 @@ CLIENTS: dict[str, Opener] = {
     "bare aiohttp": open_bare,
     "naive aiohttp": open_naive,
     "httpx": open_httpx,
+    "run(type=)": open_run_typed,
+    "contacts.create": open_typed_method,
+}
+# --only: a subset of the clients, for a longer run of one comparison.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "all": tuple(CLIENTS),
+    "engine": ("client.run", "bare aiohttp", "naive aiohttp", "httpx"),
+    "typed": ("run(type=)", "contacts.create"),
 }
 
 
-async def bench_level(url: str, concurrency: int, seconds: float,
-                      rounds: int) -> dict[str, list[Cell]]:
+async def bench_level(url: str, concurrency: int, seconds: float, rounds: int,
+                      names: Sequence[str] = tuple(CLIENTS)) -> dict[str, list[Cell]]:
     """Every client's windows at one concurrency level, in alternating order per round."""
     async with contextlib.AsyncExitStack() as stack:
-        senders = {name: await stack.enter_async_context(opener(url, concurrency))
-                   for name, opener in CLIENTS.items()}
+        senders = {name: await stack.enter_async_context(CLIENTS[name](url, concurrency))
+                   for name in names}
         for send in senders.values():
             await warm_up(send, concurrency)
         windows: dict[str, list[Cell]] = {name: [] for name in senders}
-        names = list(senders)
+        order = list(senders)
         for round_ in range(rounds):
-            for name in names if round_ % 2 == 0 else names[::-1]:
+            for name in order if round_ % 2 == 0 else order[::-1]:
                 windows[name].append(await measure(senders[name], concurrency, seconds))
         return windows
 
@@ -239,15 +282,33 @@ def report(loop_name: str, concurrencies: Sequence[int],
            levels: dict[int, dict[str, list[Cell]]]) -> None:
     print(f"\n{loop_name}: requests/s (client CPU µs/request), median window")
     print(f"{'client':<16}" + "".join(f"{'c=' + str(c):>22}" for c in concurrencies))
-    for name in CLIENTS:
+    names = list(levels[concurrencies[0]])
+    for name in names:
         cells = [median(levels[c][name]) for c in concurrencies]
         print(f"{name:<16}" + "".join(f"{x.rps:>12,.0f} ({x.cpu_us:>5.0f} µs)" for x in cells))
-    bare = [paired_ratio(levels[c], "client.run", "bare aiohttp") for c in concurrencies]
-    naive = [paired_ratio(levels[c], "client.run", "naive aiohttp") for c in concurrencies]
-    print(f"{'run / bare':<16}" + "".join(f"{r:>21.2f}x" for r in bare)
-          + "   (target >= 0.90x; median of paired rounds)")
-    print(f"{'run / naive':<16}" + "".join(f"{r:>21.2f}x" for r in naive)
-          + "   (target > 1.00x)")
+    if "client.run" in names:
+        bare = [paired_ratio(levels[c], "client.run", "bare aiohttp") for c in concurrencies]
+        naive = [paired_ratio(levels[c], "client.run", "naive aiohttp") for c in concurrencies]
+        print(f"{'run / bare':<16}" + "".join(f"{r:>21.2f}x" for r in bare)
+              + "   (target >= 0.90x; median of paired rounds)")
+        print(f"{'run / naive':<16}" + "".join(f"{r:>21.2f}x" for r in naive)
+              + "   (target > 1.00x)")
+    if "contacts.create" in names:
+        typed = [paired_ratio(levels[c], "contacts.create", "run(type=)")
+                 for c in concurrencies]
+        extra = [median(levels[c]["contacts.create"]).cpu_us
+                 - median(levels[c]["run(type=)"]).cpu_us for c in concurrencies]
+        print(f"{'typed / run':<16}" + "".join(f"{r:>8.3f}x ({e:>+6.1f} µs CPU)"
+                                               for r, e in zip(typed, extra, strict=True))
+              + "   (target >= 0.98x: a typed method costs <= 2% over client.run)")
+
+
+async def count_calls(url: str, name: str, calls: int) -> None:
+    """Send ``calls`` requests one at a time with client ``name`` (for callgrind)."""
+    async with CLIENTS[name](url, 1) as send:
+        await warm_up(send, 1)
+        for _ in range(calls):
+            await send()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -260,7 +321,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uvloop", action="store_true",
                         help="also run every level on uvloop (reports both loops)")
     parser.add_argument("--tiny", action="store_true", help="a quick smoke run")
+    parser.add_argument("--only", choices=sorted(GROUPS), default="all",
+                        help="measure only these clients")
+    parser.add_argument("--calls", metavar="NAME:N",
+                        help="only send N requests with one client, one at a time, and exit "
+                             "(for instruction counts under callgrind)")
     args = parser.parse_args(argv)
+    if args.calls:
+        name, _, count = args.calls.rpartition(":")
+        with fast_server() as url:
+            asyncio.run(count_calls(url, name, int(count)))
+        return 0
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     seconds, rounds = args.seconds, args.rounds
     if args.tiny:
@@ -271,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs; server in a subprocess")
     with fast_server() as url:
         for use_uvloop in loops:
-            levels = {c: run_loop(use_uvloop, bench_level(url, c, seconds, rounds))
+            levels = {c: run_loop(use_uvloop, bench_level(url, c, seconds, rounds,
+                                                          GROUPS[args.only]))
                       for c in concurrencies}
             report("uvloop" if use_uvloop else "asyncio", concurrencies, levels)
     return 0

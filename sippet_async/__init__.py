@@ -22,6 +22,7 @@ from sippet_async._errors import (
     ProtocolError,
     RateLimitError,
     ResponseTooLargeError,
+    ResultTypeError,
     RpcError,
     ServerError,
     ServerUnreachableError,
@@ -50,10 +51,11 @@ from sippet_async._jobs._worker import CallWorker
 from sippet_async._limiter import Pushback, RateLimiter, SharesPauses
 from sippet_async._models import ErrorItem, KeysetPage, OffsetPage, RunResult, ValidationResult
 from sippet_async._ratelimit import RateLimit
-from sippet_async._resources import Call, Contact
+from sippet_async._resources import Call, Contact, CreateCall, CreateContact, UpdateContact
 from sippet_async._retry import RetryPolicy
 from sippet_async._runner import RequestKeys
 from sippet_async._transport import AiohttpTransport, Transport
+from sippet_async._typed_methods import CallsResource, ContactsResource
 from sippet_async._version import __version__
 from sippet_async._walk import Page, ResumeToken
 
@@ -70,10 +72,14 @@ __all__ = [
     "CallEndEvent",
     "CallStartEvent",
     "CallWorker",
+    "CallsResource",
     "ClientClosedError",
     "ClientConfig",
     "Contact",
+    "ContactsResource",
     "Counters",
+    "CreateCall",
+    "CreateContact",
     "ErrorItem",
     "ForbiddenError",
     "Hooks",
@@ -96,6 +102,7 @@ __all__ = [
     "RequestKeys",
     "ResponseEvent",
     "ResponseTooLargeError",
+    "ResultTypeError",
     "ResumeToken",
     "RetryEvent",
     "RetryPolicy",
@@ -111,6 +118,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportTimeoutError",
+    "UpdateContact",
     "UsageError",
     "ValidationResult",
     "__version__",

@@ -59,6 +59,7 @@ from sippet_async._retry import (
 )
 from sippet_async._runner import ON_BEHALF_OF_A_JOB, RequestKeys
 from sippet_async._transport import AiohttpTransport, Transport
+from sippet_async._typed_methods import Client, TypedResources
 from sippet_async._walk import ResumeToken
 
 if TYPE_CHECKING:
@@ -75,13 +76,18 @@ log.addHandler(logging.NullHandler())
 
 
 
-class SippetClient:
+class SippetClient(TypedResources):
     """An asyncio client for Sippet's RPC API, with one pooled HTTP session.
+
+    ``client.contacts`` and ``client.calls`` hold typed methods per action (records and
+    inputs are msgspec Structs); ``run`` and ``iter`` reach any action by name.
 
     Example:
         async with SippetClient(api_key="sk_live_...") as client:
             data = await client.run("list_contacts", fields=["id", "fullName"],
                                     page={"limit": 20})
+            ada = await client.contacts.create(
+                CreateContact(full_name="Ada", phone_e164="+15555550123"))
     """
 
     def __init__(
@@ -279,8 +285,10 @@ class SippetClient:
 
         Keys are those of docs/protocol.md §3 in snake_case: ``input``, ``identity``,
         ``fields``, ``filter``, ``sort``, ``page``, ``metadata_fields``, ``get_by``,
-        ``tenant``. Only the keys given are sent. With ``type``, ``data`` is decoded
-        straight into it (a msgspec Struct, ``list[Contact]``, ...).
+        ``tenant``. Only the keys given are sent; ``input`` may also be an input Struct
+        (``CreateContact``, ...). With ``type``, ``data`` is decoded straight into it (a
+        msgspec Struct, ``list[Contact]``, ...); data that does not fit it raises
+        ``ResultTypeError``.
 
         Args:
             idempotent: whether this call may be sent twice; None decides by the action
@@ -766,3 +774,9 @@ def _check_type(type: Any) -> None:
         protocol._decoder_for(type)
     except TypeError as exc:  # unsupported or unhashable type
         raise UsageError(f"type={type!r} cannot be decoded into: {exc}") from exc
+
+
+if TYPE_CHECKING:
+    def _typed_methods_client(client: SippetClient) -> Client:
+        """mypy checks here that the client is what the typed methods call (they cast)."""
+        return client

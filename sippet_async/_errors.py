@@ -9,7 +9,8 @@ SippetError
 │   ├── TLSVerificationError       the server's certificate was refused (never retried)
 │   └── ServerUnreachableError     not sent: the breaker holds requests back during an outage
 ├── ProtocolError                  a reply that is not a valid envelope
-│   └── ResponseTooLargeError      the reply exceeded the client's size cap
+│   ├── ResponseTooLargeError      the reply exceeded the client's size cap
+│   └── ResultTypeError            a valid reply whose data does not fit the caller's type=
 ├── AuthenticationError            HTTP 401/403, authentication_failed / invalid_token
 ├── RateLimitError                 HTTP 429; .retry_after
 ├── ServerError                    HTTP 5xx; .status, .retry_after
@@ -45,6 +46,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitError",
     "ResponseTooLargeError",
+    "ResultTypeError",
     "RpcError",
     "ServerError",
     "ServerUnreachableError",
@@ -121,6 +123,21 @@ class ProtocolError(SippetError):
 
 class ResponseTooLargeError(ProtocolError):
     """The reply body exceeded the client's ``max_response_bytes``; it was not read."""
+
+
+class ResultTypeError(ProtocolError):
+    """The reply is a valid envelope, but its ``data`` does not fit the type the caller
+    asked for (``type=``, or a typed method's record): the caller's type disagrees with
+    what the server sends, which is usually a fix in the caller's Struct, not a server bug.
+
+    ``path`` is where in the body it failed (``$.data.results[3].insertedAt``),
+    ``expected`` the type declared there (``"datetime"``), ``type`` the caller's type.
+    """
+
+    def __init__(self, message: str, *, path: str, expected: str, type: object) -> None:
+        super().__init__(message, status=200, path=path)
+        self.expected = expected
+        self.type = type
 
 
 class AuthenticationError(SippetError):

@@ -29,6 +29,7 @@ from sippet_async._errors import (
     UsageError,
     rpc_error_for,
 )
+from sippet_async._mismatch import result_type_error
 from sippet_async._models import (
     Envelope,
     ErrorItem,
@@ -128,6 +129,8 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
     names camelCased (§3.1); nested keys are sent as given.
 
     ``keys`` are request keys by their Python names (``metadata_fields``, ``get_by``, ...).
+    ``input`` may also be a msgspec Struct (``CreateContact``): encoded by its own names, its
+    UNSET fields left out.
     Everything is checked before any I/O (strict in what we send), in one pass that tries
     exact ``dict`` / ``list`` types before any slower ABC check: this runs once per call.
 
@@ -147,7 +150,10 @@ def encode_payload(action: str, keys: Mapping[str, Any]) -> bytes:
         if value is None:
             continue
         if name in _MAPPING_KEYS:
-            if type(value) is not dict and not isinstance(value, Mapping):
+            # An input Struct (CreateContact, ...) is tested before the slower ABC check.
+            if type(value) is not dict and not (
+                name == "input" and isinstance(value, msgspec.Struct)
+            ) and not isinstance(value, Mapping):
                 raise UsageError(f"{name} must be a mapping (a JSON object), got {value!r}")
         elif name in _LIST_KEYS:
             if type(value) is not list and (
@@ -294,6 +300,10 @@ def decode_run(action: str, response: HttpResponse, type: type[T] | None = None)
     try:
         data = _decoder_for(cast(Any, type)).decode(raw)
     except _DECODE_FAILURES as exc:
+        # Valid JSON that fails only the caller's part of the type: theirs to fix.
+        mismatch = result_type_error(action, type, exc, raw)
+        if mismatch is not None:
+            raise mismatch from exc
         raise _protocol_error(action, "data does not match the expected type", exc,
                               response.body, root="$.data") from exc
     return RunResult(data=data, metadata=envelope.metadata)

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypedDict, Unpack
 
+import msgspec
+
 from sippet_async._config import ClientConfig
 from sippet_async._hooks import Counters
 from sippet_async._models import RunResult
@@ -21,7 +23,7 @@ __all__ = ["ON_BEHALF_OF_A_JOB", "RequestKeys", "Runner"]
 class RequestKeys(TypedDict, total=False):
     """The request keys of docs/protocol.md §3.1, snake_cased; sent camelCased, only if given."""
 
-    input: Mapping[str, Any]
+    input: Mapping[str, Any] | msgspec.Struct  # a Struct: CreateContact, UpdateContact, ...
     identity: Any
     fields: Sequence[str | Mapping[str, Any]]
     filter: Mapping[str, Any]

@@ -15,13 +15,17 @@ pytestmark = pytest.mark.slow  # a benchmark, at tiny sizes
 
 
 def test_bench_overhead_tiny(capsys: pytest.CaptureFixture[str]) -> None:
-    """bench_overhead prints req/s and CPU/request for all four clients, and both ratios."""
+    """bench_overhead prints req/s and CPU/request for every client, and the ratios (the
+    typed method over client.run included)."""
     assert load("bench_overhead").main(["--tiny"]) == 0
     out = capsys.readouterr().out
     for client in ("client.run", "bare aiohttp", "naive aiohttp", "httpx"):
         assert re.search(re.escape(client) + r"\s+[\d,]+ \(\s*\d+ µs\)\s+[\d,]+ \(", out), out
     assert re.search(r"run / bare\s+\d+\.\d\dx", out), out
     assert "run / naive" in out
+    for client in ("run(type=)", "contacts.create"):
+        assert re.search(re.escape(client) + r"\s+[\d,]+ \(\s*\d+ µs\)", out), out
+    assert re.search(r"typed / run\s+\d+\.\d{3}x", out), out
     assert "sk_test" not in out  # the key never appears in benchmark output
 
 

@@ -18,6 +18,7 @@ from sippet_async import (
     AuthenticationError,
     BreakerPolicy,
     ClientClosedError,
+    Contact,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
@@ -25,6 +26,7 @@ from sippet_async import (
     ProtocolError,
     RateLimitError,
     ResponseTooLargeError,
+    ResultTypeError,
     RpcError,
     ServerError,
     ServerUnreachableError,
@@ -378,6 +380,12 @@ SCENARIOS: Final[tuple[ErrorScenario, ...]] = (
                   scripted(Reply(status=429, headers={"Retry-After": "1"}), "create_contact",
                            input={}),
                   attrs(retry_after=1.0)),
+    # -- a valid reply whose data does not fit the caller's type --
+    ErrorScenario("data-does-not-fit-type", ResultTypeError,
+                  scripted(Reply(status=200, body=b'{"success":true,"data":{"id":5}}'),
+                           "get_contact", input={"id": MISSING_ID}, fields=["id"],
+                           type=Contact),
+                  attrs(status=200, path="$.data.id", expected="str", type=Contact)),
     # -- size cap --
     ErrorScenario("too-large-content-length", ResponseTooLargeError,
                   scripted(Reply(status=200, body=b" " * (2 * 1024 * 1024)),

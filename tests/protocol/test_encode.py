@@ -170,3 +170,35 @@ def test_null_and_finite_numbers_are_sent_as_given() -> None:
     body = encode_payload("create_contact", {"input": {"email": None, "score": 1.5}})
     assert msgspec.json.decode(body) == {"action": "create_contact",
                                          "input": {"email": None, "score": 1.5}}
+
+
+def test_a_struct_input_is_sent_by_its_wire_names_without_unset_fields() -> None:
+    """``input`` may be an input Struct: camelCase names, UNSET left out, None sent as null."""
+    from sippet_async._resources import CreateContact, UpdateContact
+
+    sent = _sent("create_contact",
+                 input=CreateContact(full_name="Ada", phone_e164="+15555550123", tags=("x",)))
+    assert sent == {"action": "create_contact",
+                    "input": {"fullName": "Ada", "phoneE164": "+15555550123", "tags": ["x"]}}
+    assert _sent("update_contact", identity="c1", input=UpdateContact(email=None)) == {
+        "action": "update_contact", "identity": "c1", "input": {"email": None}}
+
+
+def test_a_struct_is_no_mapping_for_the_other_keys() -> None:
+    """Only ``input`` takes a Struct; ``filter``, ``page`` and ``get_by`` stay mappings."""
+
+    class Page(msgspec.Struct):
+        limit: int
+
+    with pytest.raises(UsageError, match="page must be a mapping"):
+        encode_payload("list_contacts", {"page": Page(3)})
+
+
+def test_nan_in_a_top_level_struct_input_is_refused() -> None:
+    """A NaN inside an input Struct is refused with its path, like one inside a dict."""
+
+    class Score(msgspec.Struct):
+        value: float
+
+    with pytest.raises(UsageError, match=r"input\.value"):
+        encode_payload("create_contact", {"input": Score(float("nan"))})

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import msgspec
 import pytest
 
-from sippet_async._errors import NotFoundError, ProtocolError
+from sippet_async._errors import NotFoundError, ProtocolError, ResultTypeError
 from sippet_async._models import KeysetPage, OffsetPage, RunResult
 from sippet_async._protocol import HttpResponse, decode_run
+from sippet_async._resources import Contact as PublicContact
 
 from ._wire import Sample, load
 
@@ -128,36 +130,74 @@ def test_metadata_rides_beside_typed_data() -> None:
     assert result.metadata == {"someString": "created", "processedAt": "2024-05-01T12:00:00Z"}
 
 
+# The last column: a ResultTypeError when the reply is a valid envelope and only the
+# caller's part of the type fails; a plain ProtocolError when the data is malformed whatever
+# the caller asked for (a number beyond range) or the library's own page shape fails.
 @pytest.mark.parametrize(
-    ("data", "type", "path"),
+    ("data", "type", "path", "cls"),
     [
-        ('[{"id": "a", "fullName": 42}]', list[Contact], "$.data[0].fullName"),
-        ('[{"id": "a"}, {"fullName": "no id"}]', list[Contact], "$.data[1]"),
-        ('{"id": "a"}', list[Contact], "$.data"),
-        ('[{"id": "a"}]', Contact, "$.data"),
-        ("null", Contact, "$.data"),
-        ('{"id": "a", "tags": ["x", 1]}', Contact, "$.data.tags[1]"),
+        ('[{"id": "a", "fullName": 42}]', list[Contact], "$.data[0].fullName", ResultTypeError),
+        # msgspec points at the object; the field it lacks is named too.
+        ('[{"id": "a"}, {"fullName": "no id"}]', list[Contact], "$.data[1].id",
+         ResultTypeError),
+        ('{"id": "a"}', list[Contact], "$.data", ResultTypeError),
+        ('[{"id": "a"}]', Contact, "$.data", ResultTypeError),
+        ("null", Contact, "$.data", ResultTypeError),
+        ('{"id": "a", "tags": ["x", 1]}', Contact, "$.data.tags[1]", ResultTypeError),
         (
             '{"type": "offset", "results": [{"id": 1}], "hasMore": false}',
             OffsetPage[Contact],
             "$.data.results[0].id",
+            ResultTypeError,
         ),
         (
             '{"type": "keyset", "results": [], "nextPage": 7}',
             KeysetPage[Contact],
             "$.data.nextPage",
+            ProtocolError,
         ),
-        ('{"type": "offset", "results": [], "limit": 1e400}', OffsetPage[Contact], "$.data.limit"),
+        ('{"type": "offset", "results": [], "limit": 1e400}', OffsetPage[Contact], "$.data.limit",
+         ProtocolError),
     ],
 )
-def test_type_mismatch_is_protocol_error_with_path(data: str, type: Any, path: str) -> None:
-    """data that does not fit the requested type gives ProtocolError with the body path."""
+def test_type_mismatch_is_protocol_error_with_path(data: str, type: Any, path: str,
+                                                    cls: type[ProtocolError]) -> None:
+    """data that does not fit the requested type gives ProtocolError with the body path;
+    ResultTypeError exactly when it is the caller's type that disagrees."""
     with pytest.raises(ProtocolError) as info:
         decode_run("list_contacts", _ok(data), type)
+    assert builtins.type(info.value) is cls
     assert info.value.path == path
     assert info.value.status == 200
     assert "list_contacts" in str(info.value)
     assert isinstance(info.value.__cause__, msgspec.ValidationError | msgspec.DecodeError)
+
+
+@pytest.mark.parametrize(
+    ("data", "type", "path", "expected"),
+    [
+        ('{"id": "a", "insertedAt": "yesterday"}', PublicContact, "$.data.insertedAt",
+         "datetime"),
+        ('{"id": "a", "email": 3}', PublicContact, "$.data.email", "str | None"),
+        ('[{"id": "a"}, {"id": "b", "tags": "vip"}]', list[PublicContact], "$.data[1].tags",
+         "list[str] | None"),
+        ('{"type": "keyset", "results": [{"id": 5}]}',
+         OffsetPage[PublicContact] | KeysetPage[PublicContact] | list[PublicContact],
+         "$.data.results[0].id", "str"),
+        ('[{"fullName": "no id"}]', list[Contact], "$.data[0].id", "str"),
+    ],
+)
+def test_result_type_error_names_path_and_expected_type(data: str, type: Any, path: str,
+                                                        expected: str) -> None:
+    """ResultTypeError names the field path, the type declared there and the caller's type,
+    and says it is the caller's type that disagrees."""
+    with pytest.raises(ResultTypeError) as info:
+        decode_run("get_contact", _ok(data), type)
+    error = info.value
+    assert (error.path, error.expected, error.type) == (path, expected, type)
+    assert path in str(error)
+    assert f"expected {expected}," in str(error)
+    assert "caller's type" in str(error)
 
 
 def test_without_a_type_data_is_plain_json() -> None:
