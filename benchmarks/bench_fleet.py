@@ -47,7 +47,7 @@ from typing import Any
 
 from sippet_async import RateLimiter, SippetClient, SippetError
 from sippet_async.redis import RedisRateLimit
-from sippet_async.testing import RedisServer
+from sippet_async.testing import RedisServer, worst_window
 
 KEY = "sk_test_bench_fleet_0123456789"
 TASKS = 16  # per process
@@ -100,16 +100,6 @@ class Server:
         out, _ = self._proc.communicate("dump\n", timeout=120)
         return [(t, status, fault) for t, status, fault in json.loads(out)]
 
-
-def worst_window(times: Sequence[float], width: float = 1.0) -> int:
-    """The most events in any half-open window ``[t, t + width)``."""
-    ordered = sorted(times)
-    worst = start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - width:
-            start += 1
-        worst = max(worst, end - start + 1)
-    return worst
 
 
 # -- one worker process ----------------------------------------------------------------------

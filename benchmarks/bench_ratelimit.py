@@ -41,6 +41,7 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 
 from sippet_async import Observer, RateLimitError, RequestEvent, RetryPolicy, SippetClient
+from sippet_async.testing import worst_window
 
 KEY = "sk_test_bench_ratelimit_0123456789"
 WORKERS = 64
@@ -56,16 +57,6 @@ class Row:
     worst: float  # most arrivals in any rolling second / R
     rejected: int  # 429s
 
-
-def worst_window(times: Sequence[float], width: float = 1.0) -> int:
-    """The most events in any half-open window ``[t, t + width)``."""
-    ordered = sorted(times)
-    worst = start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - width:
-            start += 1
-        worst = max(worst, end - start + 1)
-    return worst
 
 
 async def drive(send: Callable[[], Awaitable[Any]], seconds: float) -> None:

@@ -14,7 +14,7 @@ Where each rule lives:
 * ``_actions`` — the nine actions, ``/run`` and ``/validate`` (§3, §4, §7);
 * ``_store``   — the in-memory tables;
 * ``_faults``  — fault scripts and the rolling-window rate limit (§12.1);
-* ``_records`` — :class:`RecordedRequest` and :class:`Reply`;
+* ``_records`` — :class:`RecordedRequest`, :class:`Reply` and :func:`worst_window`;
 * ``_server``  — :class:`FakeSippet`: HTTP, auth, recording, scripts, idempotency;
 * ``_serve``   — :func:`run_forever` / :func:`serve` for the CLI;
 * ``_outage``  — :class:`Outage`: a proxy that crashes on demand, for outage tests;
@@ -38,7 +38,7 @@ Choices the fake makes where docs/protocol.md leaves room:
 
 from ._faults import Faults
 from ._outage import Outage
-from ._records import RecordedRequest, Reply
+from ._records import RecordedRequest, Reply, worst_window
 from ._redis import RedisServer, RedisServerError
 from ._serve import run_forever, serve
 from ._server import DEFAULT_API_KEY, RUN_PATH, VALIDATE_PATH, FakeSippet
@@ -56,4 +56,5 @@ __all__ = [
     "VALIDATE_PATH",
     "run_forever",
     "serve",
+    "worst_window",
 ]

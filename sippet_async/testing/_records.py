@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -106,3 +106,19 @@ class Reply:
             raise ValueError(f"Reply.stream_bytes must be >= 0, got {self.stream_bytes!r}")
         if not 100 <= self.status <= 599:
             raise ValueError(f"Reply.status must be an HTTP status, got {self.status!r}")
+
+
+def worst_window(times: Iterable[float], width: float = 1.0) -> int:
+    """The most events in any half-open window ``[t, t + width)``: with the arrival times
+    of a server's requests (``RecordedRequest.received_at``), the busiest rolling second.
+
+    Example:
+        assert worst_window(r.received_at for r in server.requests) <= 200
+    """
+    ordered = sorted(times)
+    worst = start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - width:
+            start += 1
+        worst = max(worst, end - start + 1)
+    return worst

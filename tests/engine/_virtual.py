@@ -80,14 +80,3 @@ def run_virtual(main: Callable[[], Any], lateness: Callable[[float], float] | No
     with asyncio.Runner(debug=False, loop_factory=lambda: VirtualClockLoop(lateness)) as runner:
         return runner.run(main())
 
-
-def worst_window(times: list[float], width: float = 1.0) -> int:
-    """The most events in any half-open window ``[t, t + width)`` (a rolling second)."""
-    ordered = sorted(times)
-    worst = 0
-    start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - width:
-            start += 1
-        worst = max(worst, end - start + 1)
-    return worst

@@ -16,9 +16,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from sippet_async import Counters, Pushback, RateLimit, SippetClient, UsageError
 from sippet_async._limits import Limits
 from sippet_async._protocol import HttpResponse
+from sippet_async.testing import worst_window
 
 from ._support import KEY
-from ._virtual import epoll_lateness, run_virtual, worst_window
+from ._virtual import epoll_lateness, run_virtual
 
 WORKERS = 64
 

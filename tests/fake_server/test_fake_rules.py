@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sippet_async.testing import worst_window
 from sippet_async.testing._faults import Faults, RollingWindow, seconds
 from sippet_async.testing._rules import SortKey, compare_values, compile_filter, matches
 from sippet_async.testing._schema import CONTACT, camel, cast_input, snake
@@ -89,3 +90,11 @@ def test_fault_pick_follows_cumulative_chances() -> None:
     assert faults.pick(0.25) == "http_503"
     assert faults.pick(0.35) == "lost_after_commit"
     assert faults.pick(0.45) is None
+
+
+def test_worst_window_counts_the_busiest_half_open_window() -> None:
+    """Events at t and t + width fall in different windows; the busiest one is counted."""
+    assert worst_window([]) == 0
+    assert worst_window([0.0, 1.0, 2.0]) == 1
+    assert worst_window([0.0, 0.5, 0.99, 1.0, 1.2]) == 4
+    assert worst_window([3.0, 0.1, 0.2], width=0.15) == 2

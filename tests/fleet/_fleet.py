@@ -16,16 +16,6 @@ KEY = "sk_test_fleet_0123456789"
 MARGIN = 0.05
 
 
-def worst_window(times: Sequence[float], width: float = 1.0) -> int:
-    """The most events in any half-open window ``[t, t + width)``."""
-    ordered = sorted(times)
-    worst = start = 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - width:
-            start += 1
-        worst = max(worst, end - start + 1)
-    return worst
-
 
 async def drive(clients: Sequence[SippetClient], calls: int, *, tasks: int = 8,
                 after: Callable[[int], None] | None = None) -> int:

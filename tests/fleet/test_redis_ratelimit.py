@@ -12,9 +12,9 @@ import redis
 from sippet_async import Observer, PauseEvent, ResponseEvent, RetryPolicy, SippetClient
 from sippet_async.redis import RedisRateLimit, RedisUnavailableError
 from sippet_async.redis._connection import shown_url
-from sippet_async.testing import FakeSippet, Faults, RedisServer, Reply
+from sippet_async.testing import FakeSippet, Faults, RedisServer, Reply, worst_window
 
-from ._fleet import KEY, MARGIN, drive, statuses, worst_window
+from ._fleet import KEY, MARGIN, drive, statuses
 
 RATE = 50
 
