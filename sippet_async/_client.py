@@ -631,7 +631,7 @@ class SippetClient(TypedResources):
         state.in_flight = True
         self._counters.requests += 1
         if state.attempt > 1:  # a retry the breaker or the pause gate held back is not one
-            self._counters.count_retry(state.cause)
+            self._counters._count_retry(state.cause)
         hooks = self._hooks
         if hooks is not None:
             state.started = time.perf_counter()

@@ -385,6 +385,6 @@ class Counters:
         """All retries, whatever their cause."""
         return sum(self.retries.values())
 
-    def count_retry(self, cause: str) -> None:
+    def _count_retry(self, cause: str) -> None:
         """Record one retry caused by ``cause``."""
         self.retries[cause] = self.retries.get(cause, 0) + 1

@@ -243,9 +243,9 @@ class AiohttpTransport:
     An owned session holds the headers every request carries as its defaults: ``headers``
     given here and the first request's ``headers`` (by the ``HttpRequest`` contract the
     same for every request: the client's key and content type). Each request then sends
-    only its ``extra_headers``: aiohttp merges per-request headers in a Python loop,
-    defaults in C (measured: 7k instructions, ~2 µs, per request). A borrowed session is
-    the caller's and holds none of ours, so each request sends all of its headers.
+    only its ``extra_headers`` (cheaper: the design page's register of speed shortcuts).
+    A borrowed session is the caller's and holds none of ours, so each request sends all
+    of its headers.
 
     A request refused by a connection that was already closing (see ``unwritten``) is sent
     once more, at once, on a new connection of a second session that never reuses one, so

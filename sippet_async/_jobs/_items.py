@@ -195,7 +195,7 @@ class ItemDriver(Generic[T]):
             if act == "defer":
                 error = work.error
                 cause = error.__cause__ if isinstance(error, OutcomeUnknownError) else error
-                self._report.count_retry(f"redrive_{_cause(cause)}")
+                self._report._count_retry(f"redrive_{_cause(cause)}")
                 return None
             if act == "send":  # written out here, not a coroutine of its own: once per item
                 if action.mark or action.cause is not None:
@@ -231,7 +231,7 @@ class ItemDriver(Generic[T]):
             assert work.key is not None
             self._journal.started(work.index, work.key)  # on record before it can leave
         if action.cause is not None:
-            self._report.count_retry(action.cause)
+            self._report._count_retry(action.cause)
 
     def _send_failed(self, work: _Work[T], exc: SippetError) -> Event:
         """What a failed ``client.run`` means for the item; an error no retry can fix stops

@@ -122,7 +122,7 @@ class BulkReport:
         done = self.succeeded + self.failed + self.unknown
         return done / wall if wall > 0 else 0.0
 
-    def count_retry(self, cause: str) -> None:
+    def _count_retry(self, cause: str) -> None:
         """Record one extra send by the bulk engine itself."""
         self._own[cause] = self._own.get(cause, 0) + 1
 

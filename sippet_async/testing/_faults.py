@@ -76,7 +76,7 @@ class Faults:
         """Whether this script covers a request for ``action``."""
         return self.only_actions is None or action in self.only_actions
 
-    def pick(self, draw: float) -> FaultKind | None:
+    def _pick(self, draw: float) -> FaultKind | None:
         """The fault a uniform ``draw`` in [0, 1) selects, in declaration order, or None."""
         kinds: tuple[FaultKind, ...] = (
             "http_500",

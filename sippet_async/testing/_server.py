@@ -258,7 +258,7 @@ class FakeSippet:
             if early is not None:
                 return early
         body = self._execute(request, entry, endpoint)
-        if faults is not None and faults.pick(draw) == "lost_after_commit":
+        if faults is not None and faults._pick(draw) == "lost_after_commit":
             entry.fault = "lost_after_commit"
             return _abort(request)
         entry.status = 200
@@ -278,7 +278,7 @@ class FakeSippet:
                 entry.fault = "rate_limited"
                 extra = rate_limit_headers(wait, faults.rate_limit)
                 return _status(entry, 429, TEXT_429, "text/plain", wait, faults, extra)
-        kind = faults.pick(draw)
+        kind = faults._pick(draw)
         if kind is not None and kind != "lost_after_commit":
             entry.fault = kind
         if kind == "http_500":

@@ -86,10 +86,10 @@ def test_retry_after_seconds(value: float, text: str) -> None:
 def test_fault_pick_follows_cumulative_chances() -> None:
     """One uniform draw selects the fault by cumulative probability, in declaration order."""
     faults = Faults(p_500=0.1, p_503=0.2, p_lost_after_commit=0.1)
-    assert faults.pick(0.05) == "http_500"
-    assert faults.pick(0.25) == "http_503"
-    assert faults.pick(0.35) == "lost_after_commit"
-    assert faults.pick(0.45) is None
+    assert faults._pick(0.05) == "http_500"
+    assert faults._pick(0.25) == "http_503"
+    assert faults._pick(0.35) == "lost_after_commit"
+    assert faults._pick(0.45) is None
 
 
 def test_worst_window_counts_the_busiest_half_open_window() -> None:
