@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from sippet_async.testing import FakeSippet, Faults
+from sippet_async.testing import FakeSippet, Faults, worst_window
 
-from ._fleet import KEY, MARGIN, statuses, worst_window
+from ._fleet import KEY, MARGIN, statuses
 
 pytestmark = pytest.mark.slow  # starts other Python processes
 
