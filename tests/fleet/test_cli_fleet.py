@@ -21,6 +21,14 @@ from ._support import KEY, dials, poll_until
 ROWS = "orderId,toE164\no1,+15550000001\no2,+15550000002\no3,+15550000003\no2,+15550000002\n"
 
 
+# With redis-py before 8, a CLI run inside a test leaves its event loop's self-pipe socket to
+# the garbage collector (a ResourceWarning under PYTHONDEVMODE; none with the newest
+# versions). Tracked in the note; not a leak of ours at the newest versions.
+_OLD_REDIS_LOOP_SOCKET = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@_OLD_REDIS_LOOP_SOCKET
 def test_enqueue_twice_queues_each_job_once(
     tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -39,6 +47,7 @@ def test_enqueue_twice_queues_each_job_once(
         assert b"orderId" not in r.xrange("s")[0][1][b"item"]
 
 
+@_OLD_REDIS_LOOP_SOCKET
 def test_a_stream_holds_one_action(
     tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
