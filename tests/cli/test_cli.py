@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import pytest
@@ -103,9 +103,11 @@ def test_bad_json_option_is_rejected_by_the_parser(capsys: pytest.CaptureFixture
     assert "not valid JSON" in capsys.readouterr().err
 
 
-def test_secret_key_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_secret_key_never_printed(
+    capsys: pytest.CaptureFixture[str], run_cli: Callable[[list[str]], int]
+) -> None:
     """Errors from a bad base URL do not echo the key."""
-    code = main(["run", "list_contacts", "--fields", "id", "--api-key", KEY,
+    code = run_cli(["run", "list_contacts", "--fields", "id", "--api-key", KEY,
                  "--base-url", "ftp://example"])
     assert code == 2
     captured = capsys.readouterr()

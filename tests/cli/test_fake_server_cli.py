@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -79,10 +79,10 @@ def test_bad_flag_values_are_refused_by_name(
 
 
 def test_probabilities_adding_up_above_one_are_a_usage_error(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], run_cli: Callable[[list[str]], int]
 ) -> None:
     """The chances together may not exceed 1: exit 2 before anything listens."""
-    code = main(["fake-server", "--api-key", KEY, "--port", "0", "--p-500", "0.6",
+    code = run_cli(["fake-server", "--api-key", KEY, "--port", "0", "--p-500", "0.6",
                  "--p-503", "0.6"])
     assert code == 2
     err = capsys.readouterr().err

@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
-from sippet_async._cli._main import main
 from sippet_async.testing import FakeSippet
 
 from ._support import KEY, dials, poll_until
@@ -21,41 +21,35 @@ from ._support import KEY, dials, poll_until
 ROWS = "orderId,toE164\no1,+15550000001\no2,+15550000002\no3,+15550000003\no2,+15550000002\n"
 
 
-# With redis-py before 8, a CLI run inside a test leaves its event loop's self-pipe socket to
-# the garbage collector (a ResourceWarning under PYTHONDEVMODE; none with the newest
-# versions). Tracked in the issue's note; not a leak of ours at the newest versions.
-_OLD_REDIS_LOOP_SOCKET = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning")
 
-
-@_OLD_REDIS_LOOP_SOCKET
 def test_enqueue_twice_queues_each_job_once(
-    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
 ) -> None:
     """The job id column dedupes rows and reruns; the column itself is not sent."""
     rows = tmp_path / "calls.csv"
     rows.write_text(ROWS)
     argv = ["enqueue", "create_call", str(rows), "--redis", redis_url, "--stream", "s",
             "--job-id-column", "orderId"]
-    assert main(argv) == 0
+    assert run_cli(argv) == 0
     assert "enqueued 3 new create_call jobs on s (4 rows: 1 already queued" \
         in capsys.readouterr().out
-    assert main(argv) == 0
+    assert run_cli(argv) == 0
     assert "enqueued 0 new" in capsys.readouterr().out
     with redis.Redis.from_url(redis_url) as r:
         assert r.xlen("s") == 3
         assert b"orderId" not in r.xrange("s")[0][1][b"item"]
 
 
-@_OLD_REDIS_LOOP_SOCKET
 def test_a_stream_holds_one_action(
-    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str],
+    run_cli: Callable[[list[str]], int],
 ) -> None:
     """Enqueueing another action on a stream is a usage error (exit 2)."""
     rows = tmp_path / "calls.csv"
     rows.write_text(ROWS)
-    assert main(["enqueue", "create_call", str(rows), "--redis", redis_url]) == 0
-    assert main(["enqueue", "create_contact", str(rows), "--redis", redis_url]) == 2
+    assert run_cli(["enqueue", "create_call", str(rows), "--redis", redis_url]) == 0
+    assert run_cli(["enqueue", "create_contact", str(rows), "--redis", redis_url]) == 2
     assert "holds create_call jobs" in capsys.readouterr().err
 
 
