@@ -26,7 +26,7 @@ from sippet_async import OutcomeUnknownError, RetryPolicy, SippetClient, Transpo
 from sippet_async.testing import FakeSippet, RecordedRequest, Reply
 
 POOL = 32
-IDLE_TIMEOUT = 0.2  # seconds the server keeps an idle connection
+IDLE_TIMEOUT = 1.0  # seconds the server keeps an idle connection (the pool fills well within it)
 
 # Without the stall check, aiohttp refuses the write on a closing connection before 3.12;
 # from 3.12 it writes eagerly, before the loop has read the server's close, and the bytes
