@@ -38,9 +38,18 @@ each, one record at a time:
   one reusable ``msgspec.json.Decoder(Envelope[OffsetPage[Contact]])``, then a plain
   ``for`` over the page's records.
 
-They run in ``--rounds`` alternating rounds; the ratio of each round is taken within the
-round and the median round is reported. Target (issue 12): iter >= 0.85x the bare loop's
-records per second.
+They run in ``--http-rounds`` alternating rounds; the ratio of each round is taken within
+the round and the median round is reported, with the quartiles of the rounds and the load
+average (on a shared machine the rounds scatter widely: read the spread before the
+median). Target (issue 12): iter >= 0.85x the bare loop's records per second.
+
+Instructions per record, which a busy machine does not disturb: read one side alone,
+``--side iter`` or ``--side bare``, under callgrind, for two page counts; the difference
+divided by the records between them is the cost per record (server in its own process,
+not traced):
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python benchmarks/bench_decode.py --side iter --pages 25   # and --pages 5
 """
 
 from __future__ import annotations
@@ -273,6 +282,18 @@ READERS: dict[str, Callable[[str, int], contextlib.AbstractAsyncContextManager[R
 }
 
 
+SIDES: dict[str, str] = {"iter": "client.iter(type=Contact)", "bare": "bare aiohttp + Decoder"}
+
+
+async def read_alone(name: str, url: str, records: int, pages: int) -> None:
+    """One reader alone: a warm-up read of 2 pages, then one of ``pages``."""
+    async with READERS[name](url, records) as read:
+        await read(2)
+        count = await read(pages)
+    if count != pages * records:
+        raise RuntimeError(f"read {count} records, expected {pages * records}")
+
+
 @dataclass(frozen=True)
 class Window:
     """One timed read: records per second and client CPU per record."""
@@ -321,8 +342,10 @@ def report_end_to_end(windows: dict[str, list[Window]]) -> None:
     cpus = [b.cpu_us / a.cpu_us for a, b in zip(ours, bare, strict=True)]
     print("  iter / bare per round (records/s): " + " ".join(f"{r:.2f}" for r in rates))
     ratio = _median(rates)
+    ordered = sorted(rates)
     print(f"iter / bare aiohttp, records/s:       {ratio:5.2f}x  (target >= 0.85x: "
-          f"{'met' if ratio >= 0.85 else 'MISSED'}; median of paired rounds)")
+          f"{'met' if ratio >= 0.85 else 'MISSED'}; median of paired rounds, quartiles "
+          f"{ordered[len(ordered) // 4]:.2f}-{ordered[(3 * len(ordered)) // 4]:.2f})")
     print(f"iter / bare aiohttp, by client CPU:   {_median(cpus):5.2f}x")
 
 
@@ -334,11 +357,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--number", type=int, default=20, help="decodes per repeat")
-    parser.add_argument("--pages", type=int, default=50, help="pages per end-to-end read")
-    parser.add_argument("--http-rounds", type=int, default=9, help="end-to-end rounds")
+    parser.add_argument("--pages", type=int, default=20, help="pages per end-to-end read")
+    parser.add_argument("--http-rounds", type=int, default=21,
+                        help="end-to-end rounds (many short ones: a busy moment spoils few)")
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end part")
     parser.add_argument("--tiny", action="store_true", help="a fast smoke run")
+    parser.add_argument("--side", choices=SIDES, help="read --pages pages with this reader "
+                        "alone, once after a warm-up, and print nothing (for callgrind)")
     args = parser.parse_args(argv)
+    if args.side is not None:
+        with page_server(args.records) as url:
+            asyncio.run(read_alone(SIDES[args.side], url, args.records, args.pages))
+        return 0
     if args.tiny:
         args.records, args.rounds, args.repeat, args.number = 50, 1, 2, 2
         args.pages, args.http_rounds = 3, 1
@@ -367,9 +397,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"\nend to end: {args.pages} offset pages of {args.records:,} contacts over HTTP, "
           f"one record at a time, {args.http_rounds} rounds (server in a subprocess):")
+    before = os.getloadavg()[0]
     with page_server(args.records) as url:
         windows = asyncio.run(end_to_end(url, args.records, args.pages, args.http_rounds))
     report_end_to_end(windows)
+    print(f"load average (1 min) before / after: {before:.2f} / {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
     return 0
 
 
