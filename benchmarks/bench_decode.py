@@ -43,6 +43,10 @@ the round and the median round is reported, with the quartiles of the rounds and
 average (on a shared machine the rounds scatter widely: read the spread before the
 median). Target (issue 12): iter >= 0.85x the bare loop's records per second.
 
+``--latency MS`` makes the server wait that long before each reply (a network's latency,
+costing no CPU): the prefetch of ``iter`` can then hide part of it, the serial bare loop
+cannot.
+
 Instructions per record, which a busy machine does not disturb: read one side alone,
 ``--side iter`` or ``--side bare``, under callgrind, for two page counts; the difference
 divided by the records between them is the cost per record (server in its own process,
@@ -178,6 +182,7 @@ import asyncio, re, sys
 with open(sys.argv[1], "rb") as file:
     HEAD, TAIL = file.read().split(sys.argv[2].encode())
 OFFSET = re.compile(rb'"offset":([0-9]+)')
+DELAY = float(sys.argv[3])  # seconds before each reply: a network's latency, no CPU
 
 class Http(asyncio.Protocol):
     def connection_made(self, transport):
@@ -199,9 +204,12 @@ class Http(asyncio.Protocol):
             offset = match.group(1) if match else b"0"
             buffer = buffer[end + 4 + length:]
             size = len(HEAD) + len(offset) + len(TAIL)
-            self.transport.writelines([
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                + str(size).encode() + b"\r\n\r\n", HEAD, offset, TAIL])
+            reply = [b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     + str(size).encode() + b"\r\n\r\n", HEAD, offset, TAIL]
+            if DELAY:
+                asyncio.get_running_loop().call_later(DELAY, self.transport.writelines, reply)
+            else:
+                self.transport.writelines(reply)
         self.buffer = buffer
 
 async def main():
@@ -225,9 +233,10 @@ class Envelope(msgspec.Struct, Generic[T]):
 
 
 @contextlib.contextmanager
-def page_server(records: int) -> Iterator[str]:
+def page_server(records: int, latency: float = 0.0) -> Iterator[str]:
     """A fixed-reply server in a subprocess: every request gets the same offset page of
-    ``records`` contacts (``hasMore: true``), with the offset the request asked for."""
+    ``records`` contacts (``hasMore: true``), with the offset the request asked for,
+    ``latency`` seconds after the request arrived."""
     page = {"type": "offset", "results": make_records(records), "hasMore": True,
             "limit": records, "count": None, "offset": int(_OFFSET_MARK)}
     body = msgspec.json.encode({"success": True, "data": page})
@@ -235,7 +244,7 @@ def page_server(records: int) -> Iterator[str]:
         path = os.path.join(folder, "page.json")
         with open(path, "wb") as file:
             file.write(body)
-        with server_process(["-c", _SERVER, path, _OFFSET_MARK.decode()]) as url:
+        with server_process(["-c", _SERVER, path, _OFFSET_MARK.decode(), str(latency)]) as url:
             yield url
 
 
@@ -362,11 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="end-to-end rounds (many short ones: a busy moment spoils few)")
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end part")
     parser.add_argument("--tiny", action="store_true", help="a fast smoke run")
+    parser.add_argument("--latency", type=float, default=0.0, help="milliseconds the "
+                        "server waits before each end-to-end reply (a network's latency)")
     parser.add_argument("--side", choices=SIDES, help="read --pages pages with this reader "
                         "alone, once after a warm-up, and print nothing (for callgrind)")
     args = parser.parse_args(argv)
     if args.side is not None:
-        with page_server(args.records) as url:
+        with page_server(args.records, args.latency / 1000) as url:
             asyncio.run(read_alone(SIDES[args.side], url, args.records, args.pages))
         return 0
     if args.tiny:
@@ -396,9 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     print(f"\nend to end: {args.pages} offset pages of {args.records:,} contacts over HTTP, "
-          f"one record at a time, {args.http_rounds} rounds (server in a subprocess):")
+          f"one record at a time, {args.http_rounds} rounds (server in a subprocess, "
+          f"{args.latency:g} ms latency):")
     before = os.getloadavg()[0]
-    with page_server(args.records) as url:
+    with page_server(args.records, args.latency / 1000) as url:
         windows = asyncio.run(end_to_end(url, args.records, args.pages, args.http_rounds))
     report_end_to_end(windows)
     print(f"load average (1 min) before / after: {before:.2f} / {os.getloadavg()[0]:.2f} "
