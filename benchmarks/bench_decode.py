@@ -47,6 +47,13 @@ median). Target (issue 12): iter >= 0.85x the bare loop's records per second.
 costing no CPU): the prefetch of ``iter`` can then hide part of it, the serial bare loop
 cannot.
 
+Much of the CPU of both loops is the kernel's, which callgrind does not count: glibc
+serves asyncio's 256 KiB receive buffer from fresh mmap'd or re-grown heap memory about
+every other page (its dynamic mmap threshold settles just below that size), 40-80 page
+faults a page. ``MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_TRIM_THRESHOLD_=8388608`` takes
+them to 0 and both loops from ~3.4-4.4 to ~2.2-2.6 µs of CPU per record, leaving the
+ratio where it was (0.85x, 0.88x). Not the library's to set; a process can.
+
 Instructions per record, which a busy machine does not disturb: read one side alone,
 ``--side iter`` or ``--side bare``, under callgrind, for two page counts; the difference
 divided by the records between them is the cost per record (server in its own process,
