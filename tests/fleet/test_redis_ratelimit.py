@@ -46,7 +46,10 @@ async def test_clients_on_one_key_share_one_exact_limit(redis_url: str) -> None:
     assert statuses(server.requests) == {200: 150}
     assert worst_window(times) <= RATE
     span = max(times) - min(times)
-    assert 149 / span >= 0.85 * RATE  # the shared schedule is used, not wasted
+    # The shared schedule is used, not wasted: each client at R/3 would take 3x as long.
+    # (A bound, not a speed target: a loaded machine stretches the span, bench_fleet.py
+    # measures the rate.)
+    assert 149 / span >= 0.6 * RATE
     assert sum(limit.round_trips for limit in limits) <= 0.5 * 150
 
 
