@@ -5,6 +5,7 @@ Run by hand (figures are printed, nothing is asserted):
     python benchmarks/bench_adaptive.py                  # the four scenarios, 12 s each
     python benchmarks/bench_adaptive.py --scenarios shared,unknown --seconds 6
     python benchmarks/bench_adaptive.py --tiny           # a quick smoke run
+    python benchmarks/bench_adaptive.py --scenarios shared --trace   # second by second
 
 Each scenario starts a fresh fake server in its own process and has 64 tasks call
 ``create_contact`` in a loop (a failed call is counted and the task goes on) for
@@ -196,8 +197,9 @@ async def drive(send: Callable[[dict[str, str]], Awaitable[Any]], seconds: float
     return samples
 
 
-async def run_one(kind: str, scenario: Scenario, seconds: float) -> Row:
-    """One client against a fresh fake server."""
+async def run_one(kind: str, scenario: Scenario, seconds: float,
+                  trace: bool = False) -> Row:
+    """One client against a fresh fake server (``trace``: print its run second by second)."""
     server = Server(scenario)
     stamps = Stamps()
     rate: Callable[[], float] | None = None
@@ -238,6 +240,8 @@ async def run_one(kind: str, scenario: Scenario, seconds: float) -> Row:
     end = start + seconds
     records = [r for r in server.records() if start <= r[0] < end]
     row = measure(records, stamps, scenario, start, end)
+    if trace:
+        print_trace(records, samples, start, seconds)
     if samples:
         row = dataclasses.replace(row, paced=sum(samples) / len(samples) / scenario.limit)
     return row
@@ -266,6 +270,19 @@ def measure(records: Sequence[tuple[float, int, bool]], stamps: Stamps, scenario
                in_pause=in_pause, idle=idle)
 
 
+def print_trace(records: Sequence[tuple[float, int, bool]], samples: list[float],
+                start: float, seconds: float) -> None:
+    """Per second: the limiter's rate at its end, requests that reached the server,
+    creates executed, 429s."""
+    print(f"  {'second':>8}{'paced /s':>10}{'sent':>7}{'executed':>10}{'429s':>6}")
+    for k in range(int(seconds)):
+        inside = [r for r in records if start + k <= r[0] < start + k + 1]
+        paced = samples[min(len(samples), 10 * k + 10) - 1] if samples else float("nan")
+        print(f"  {k:>3}-{k + 1:<4}{paced:>10.0f}{len(inside):>7}"
+              f"{sum(1 for r in inside if r[2]):>10}"
+              f"{sum(1 for r in inside if r[1] == 429):>6}")
+
+
 def merged(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Overlapping spans joined."""
     out: list[tuple[float, float]] = []
@@ -291,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated: " + ", ".join(SCENARIOS))
     parser.add_argument("--seconds", type=float, default=12.0, help="seconds per run")
     parser.add_argument("--tiny", action="store_true", help="a quick smoke run")
+    parser.add_argument("--trace", action="store_true",
+                        help="print sippet_async's run second by second")
     args = parser.parse_args(argv)
     names = args.scenarios.split(",")
     seconds = args.seconds
@@ -303,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         scenario = SCENARIOS[name]
         for kind in KINDS:
-            row = asyncio.run(run_one(kind, scenario, seconds))
+            row = asyncio.run(run_one(kind, scenario, seconds,
+                                      args.trace and kind == "sippet_async"))
             print(f"{name:<9}{kind:<14}{row.sent:>13.3f}{row.goodput:>16.3f}"
                   f"{row.unpaused:>12.3f}"
                   f"{row.limited:>8.1%}{row.in_pause:>10}{row.idle:>8.2f}"

@@ -201,7 +201,8 @@ class Limits:
                               on_pause=on_pause)
         self.limiter = _limiter(rate_limit)
         # rate_limit=None: the counts a first 429 learns the server's quota from.
-        self._learning = adaptive.start(math.inf) if self.limiter is None else None
+        self._learning = adaptive.Tally(adaptive.start(math.inf)) \
+            if self.limiter is None else None
         self._cap = retry_after_cap
         self._counters = counters
         if isinstance(self.limiter, SharesPauses):
@@ -230,8 +231,7 @@ class Limits:
         if limiter is not None:
             limiter.succeeded()
         elif self._learning is not None:
-            self._learning = adaptive.succeeded(self._learning,
-                                                asyncio.get_running_loop().time())
+            self._learning.succeeded(asyncio.get_running_loop().time())
         hint = protocol.parse_rate_limit(response.headers)
         if hint is not None:
             self._hinted(action, attempt, status, hint)
@@ -269,14 +269,15 @@ class Limits:
 
     def _learn(self) -> None:
         """``rate_limit=None`` and a 429: a limiter at the rate the server accepted in the
-        last second (none yet when nothing was accepted: the pause alone acts)."""
-        state = self._learning
-        if state is None:
+        last second (none while the job is younger than a second or nothing was accepted:
+        the pause alone acts)."""
+        if self._learning is None:
             return
+        state = self._learning.state
         now = asyncio.get_running_loop().time()
-        if adaptive.accepted(state, now) < 1.0:
-            return
         learned = adaptive.learn(state, now)
+        if learned.epoch != now:  # too young a job, or nothing accepted: no limit learned
+            return
         self.limiter = RateLimit.learned(learned)
         self._learning = None
         log.info("rate limit learned from a 429: %.1f/s", self.limiter.rate)

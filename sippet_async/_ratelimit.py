@@ -55,11 +55,6 @@ class RateLimit:
     Uses the running loop's clock, so a test can drive it with a loop whose clock it
     controls.
 
-    Attributes:
-        state: the adaptive state (``_adaptive.Adaptive``: learned rate, last good rate,
-            the epoch of the last cut, a second of counts); plain numbers, so a limiter
-            shared by many processes can keep them in a shared store.
-
     Raises:
         UsageError: ``per_second`` is not a positive, finite number.
 
@@ -74,7 +69,7 @@ class RateLimit:
         # Below 1/s the window is the time one request takes: 0.5/s is 1 per 2 s.
         self._period = max(1.0, 1.0 / per_second)
         self._window = self._period + margin
-        self.state = adaptive.start(per_second)
+        self._tally = adaptive.Tally(adaptive.start(per_second))
         self._limit = self._quota(per_second)
         self._next_refresh = -math.inf
         self._sent: deque[float] = deque()
@@ -89,6 +84,17 @@ class RateLimit:
         limiter = cls(max(adaptive.rate_at(state, state.epoch), 1e-3), margin=margin)
         limiter.state = state
         return limiter
+
+    @property
+    def state(self) -> adaptive.Adaptive:
+        """The adaptive state (``_adaptive.Adaptive``: learned rate, last good rate, the
+        epoch of the last cut, a second of counts); plain numbers, so a limiter shared by
+        many processes can keep them in a shared store."""
+        return self._tally.state
+
+    @state.setter
+    def state(self, state: adaptive.Adaptive) -> None:
+        self._tally.state = state
 
     def __repr__(self) -> str:
         return f"RateLimit({self.per_second:g})"
@@ -131,9 +137,9 @@ class RateLimit:
         now = asyncio.get_running_loop().time()
         state = self.state
         if pushback.status == 429:
-            state = adaptive.limited(state, now, pushback.retry_after)
+            state = adaptive.limited(state, now)
         elif pushback.status == 503:
-            state = adaptive.busy(state, now, pushback.retry_after)
+            state = adaptive.busy(state, now)
         elif pushback.remaining is not None and pushback.reset is not None:
             state = adaptive.hinted(state, now, pushback.remaining, pushback.reset)
         self._changed(state, now)
@@ -145,7 +151,7 @@ class RateLimit:
 
     def succeeded(self) -> None:
         """A reply without pushback: counted, for the quota a 429 would teach."""
-        self.state = adaptive.succeeded(self.state, asyncio.get_running_loop().time())
+        self._tally.succeeded(asyncio.get_running_loop().time())
 
     async def aclose(self) -> None:
         """Nothing to release: the built-in limiter holds no resources."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import deque
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -91,17 +93,95 @@ def test_the_counts_forget_what_is_older_than_a_second() -> None:
     assert adaptive.accepted(state, 3.0) == 0.0
 
 
-def test_a_pause_lowers_the_count_not_the_learned_quota() -> None:
-    """800/s with a 0.2 s Retry-After pause in the last second: the quota learned is ~800/s
-    (the successes over the time the client was allowed to send), not the 640 counted."""
-    state = _steady(adaptive.start(1000.0), 800.0, 0.0, 1.0)
-    state = adaptive.limited(state, 1.0, retry_after=0.2)  # a stray: a pause, no cut
-    assert adaptive.rate_at(state, 1.0) == 1000.0
-    state = _steady(state, 800.0, 1.2, 0.8)
-    plain = _steady(adaptive.start(1000.0), 800.0, 0.0, 1.0)
-    plain = _steady(plain, 800.0, 1.2, 0.8)
-    for _ in range(5):  # a cluster: a quota met
-        state = adaptive.limited(state, 2.0, retry_after=0.001)
-        plain = adaptive.limited(plain, 2.0)
-    assert adaptive.rate_at(plain, 2.0) == pytest.approx(640.0, rel=0.03)
-    assert adaptive.rate_at(state, 2.0) == pytest.approx(800.0, rel=0.03)
+def test_a_young_job_learns_nothing_until_its_counts_span_a_second() -> None:
+    """A 429 cluster 0.1 s into a job that sent 430/s changes nothing (43 successes say
+    nothing of a quota per second); at 1.2 s the successes of the last second do."""
+    state = _steady(adaptive.start(1000.0), 430.0, 5.0, 0.1)
+    state = adaptive.limited(adaptive.limited(state, 5.1), 5.1)
+    assert adaptive.rate_at(state, 5.1) == 1000.0
+    state = _steady(state, 430.0, 5.1, 1.1)
+    for _ in range(3):
+        state = adaptive.limited(state, 6.2)
+    assert adaptive.rate_at(state, 6.2) == pytest.approx(430.0, rel=0.03)
+
+
+def test_a_cut_that_changes_nothing_is_undone_and_the_noise_is_remembered() -> None:
+    """Every 20th reply a 429 whatever the rate (a proxy's noise): the first cluster cuts
+    to the accepted rate, 429s go on at the same share, so the cut is undone within the
+    verdict window and none follows: no downward spiral."""
+    run = _simulate(adaptive.start(400.0), seconds=60.0, stray_every=20)
+    assert run.state.stray == pytest.approx(0.05, abs=0.01)
+    assert min(run.rates[5:]) >= 0.97 * 400.0  # 5 s after the start, the rate holds
+    assert run.cuts == 1
+
+
+def test_a_real_limit_is_learned_and_probed_rarely() -> None:
+    """600/s configured against 300 accepted in any rolling second (and no pause to slow
+    the first second): the rate is ~300 two seconds in, stays within 10% of it for a
+    minute, and from then on at most 2% of requests are 429s: one failed probe per ~10 s
+    or fewer."""
+    run = _simulate(adaptive.start(600.0), seconds=60.0, limit=300)
+    assert all(270.0 <= r <= 330.0 for r in run.rates[2:])
+    assert sum(run.limited_in[2:]) / sum(run.sent_in[2:]) <= 0.02
+    assert run.cuts <= 1 + 60 // 10
+
+
+def test_a_limit_with_noise_on_top_is_learned_without_a_spiral() -> None:
+    """300/s accepted, and every 20th request a 429 anyway: the limit is held, not cut
+    towards zero by the noise."""
+    run = _simulate(adaptive.start(600.0), seconds=60.0, limit=300, stray_every=20)
+    assert min(run.rates[10:]) >= 0.85 * 300.0
+    assert max(run.rates[10:]) <= 1.15 * 300.0 / (1 - 0.05)
+
+
+def test_no_ceiling_and_noise_restores_no_limit() -> None:
+    """rate_limit=None against 5% stray 429s: a learned cut is undone back to no limit."""
+    state = _steady(adaptive.start(math.inf), 400.0, 0.0, 1.0)
+    state = adaptive.learn(state, 1.0)
+    assert adaptive.rate_at(state, 1.0) == pytest.approx(400.0, rel=0.01)
+    run = _simulate(state, seconds=10.0, stray_every=20, start=1.0, cap=400.0)
+    assert adaptive.rate_at(run.state, 11.0) == math.inf
+
+
+@dataclass
+class _Run:
+    state: Adaptive
+    sent: int = 0
+    limited: int = 0
+    cuts: int = 0
+    rates: list[float] = field(default_factory=list)  # rate_at each whole second
+    sent_in: list[int] = field(default_factory=list)  # requests sent in each second
+    limited_in: list[int] = field(default_factory=list)  # 429s in each second
+
+
+def _simulate(state: Adaptive, *, seconds: float, limit: int | None = None,
+              stray_every: int | None = None, start: float = 0.0,
+              cap: float = math.inf) -> _Run:
+    """A client sending evenly at 0.985 x ``rate_at`` (the built-in limiter's window
+    margin; at most ``cap``) to a server that accepts ``limit`` requests in any rolling
+    second and answers every ``stray_every``-th request 429 regardless."""
+    run = _Run(state)
+    accepted: deque[float] = deque()
+    t, second = start, start
+    while t < start + seconds:
+        if t >= second:
+            run.rates.append(adaptive.rate_at(run.state, t))
+            run.sent_in.append(0)
+            run.limited_in.append(0)
+            second += 1.0
+        run.sent += 1
+        run.sent_in[-1] += 1
+        while accepted and accepted[0] <= t - 1.0:
+            accepted.popleft()
+        if (stray_every and run.sent % stray_every == 0) \
+                or (limit is not None and len(accepted) >= limit):
+            epoch = run.state.epoch
+            run.state = adaptive.limited(run.state, t)
+            run.limited += 1
+            run.limited_in[-1] += 1
+            run.cuts += run.state.epoch != epoch and run.state.before > 0
+        else:
+            accepted.append(t)
+            run.state = adaptive.succeeded(run.state, t)
+        t += 1.0 / min(0.985 * adaptive.rate_at(run.state, t), cap)
+    return run
