@@ -185,3 +185,20 @@ def _simulate(state: Adaptive, *, seconds: float, limit: int | None = None,
             run.state = adaptive.succeeded(run.state, t)
         t += 1.0 / min(0.985 * adaptive.rate_at(run.state, t), cap)
     return run
+
+
+def test_a_tally_counts_what_one_state_per_success_counts() -> None:
+    """Successes counted in place and folded per slot give the counts of a new state per
+    success, whenever the state is read (mid-slot too)."""
+    plain, tally = adaptive.start(500.0), adaptive.Tally(adaptive.start(500.0))
+    times = [3.0 + k * 0.0137 for k in range(200)]
+    for k, t in enumerate(times):
+        plain = adaptive.succeeded(plain, t)
+        tally.succeeded(t)
+        if k % 37 == 0:
+            assert adaptive.accepted(tally.state, t) == adaptive.accepted(plain, t)
+    now = times[-1]
+    assert adaptive.accepted(tally.state, now) == pytest.approx(adaptive.accepted(plain, now))
+    assert adaptive.accepted(plain, now) == pytest.approx(1.0 / 0.0137, rel=0.05)
+    tally.state = adaptive.start(100.0)  # a new state drops what was counted in place
+    assert adaptive.accepted(tally.state, now) == 0.0
