@@ -9,6 +9,8 @@ client's concurrency slots, and every reply goes through ``Limits.observe``:
 * **The rate limiter** (any ``RateLimiter``; ``RateLimit`` in ``_ratelimit`` is the
   built-in one) gives a token per attempt and hears what each reply said about the
   server's limit. It only paces: the gate and the slots stay here whatever is plugged in.
+* **With ``rate_limit=None``** the successes are counted (``_adaptive``), and the first
+  429 creates the built-in limiter at the rate the server accepted in the last second.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
+from sippet_async import _adaptive as adaptive
 from sippet_async import _protocol as protocol
 from sippet_async._errors import RateLimitError
 from sippet_async._hooks import Counters, PauseHook
@@ -196,6 +200,9 @@ class Limits:
         self.gate = PauseGate(sleep=sleep, cap=retry_after_cap, counters=counters,
                               on_pause=on_pause)
         self.limiter = _limiter(rate_limit)
+        # rate_limit=None: the counts a first 429 learns the server's quota from.
+        self._learning = adaptive.Tally(adaptive.start(math.inf)) \
+            if self.limiter is None else None
         self._cap = retry_after_cap
         self._counters = counters
         if isinstance(self.limiter, SharesPauses):
@@ -203,9 +210,10 @@ class Limits:
 
     async def admit(self, action: str) -> None:
         """Wait for the pause gate, then for a rate token (call while holding a slot)."""
-        gate, limiter = self.gate, self.limiter
+        gate = self.gate
         while True:
             honoured = await gate.wait(action) if gate.closed() else gate.until
+            limiter = self.limiter  # rate_limit=None: created by the first 429
             if limiter is None:
                 return
             await limiter.acquire()
@@ -222,6 +230,8 @@ class Limits:
         limiter = self.limiter
         if limiter is not None:
             limiter.succeeded()
+        elif self._learning is not None:
+            self._learning.succeeded(asyncio.get_running_loop().time())
         hint = protocol.parse_rate_limit(response.headers)
         if hint is not None:
             self._hinted(action, attempt, status, hint)
@@ -246,6 +256,8 @@ class Limits:
         retry_after = protocol.parse_retry_after(protocol.header(headers, "Retry-After"))
         if retry_after is not None and retry_after > 0:
             self.gate.pause(retry_after, action=action, attempt=attempt, cause=str(status))
+        if status == 429 and self.limiter is None:
+            self._learn()
         # A 503 without Retry-After is a server error, not pushback.
         if self.limiter is not None and (status == 429 or retry_after is not None):
             hint = protocol.parse_rate_limit(headers)
@@ -254,6 +266,21 @@ class Limits:
                 remaining=None if hint is None else hint.remaining,
                 reset=None if hint is None else hint.reset,
                 limit=None if hint is None else hint.limit))
+
+    def _learn(self) -> None:
+        """``rate_limit=None`` and a 429: a limiter at the rate the server accepted in the
+        last second (none while the job is younger than a second or nothing was accepted:
+        the pause alone acts)."""
+        if self._learning is None:
+            return
+        state = self._learning.state
+        now = asyncio.get_running_loop().time()
+        learned = adaptive.learn(state, now)
+        if learned.epoch != now:  # too young a job, or nothing accepted: no limit learned
+            return
+        self.limiter = RateLimit.learned(learned)
+        self._learning = None
+        log.info("rate limit learned from a 429: %.1f/s", self.limiter.rate)
 
     def _hinted(self, action: str, attempt: int, status: int,
                 hint: protocol.RateLimitHint) -> None:

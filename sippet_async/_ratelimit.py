@@ -11,9 +11,10 @@ The built-in ``RateLimit`` keeps every rolling window of one second (plus a smal
 at or under R requests, including the first second and the moment after a pause, while
 sustaining ~0.985 R. aiolimiter paces requests evenly with a small bucket (its default, a
 bucket of a whole second's quota, lets 2 R through in the first second); a log of recent
-send times makes the window bound exact whatever the timer jitter. The effective rate
-drops to 0.7 of itself on a 429 and climbs back by 5% of R per half second of success
-(AIMD).
+send times makes the window bound exact whatever the timer jitter. The rate adapts to the
+server's replies by the pure rules of ``_adaptive`` (learn the quota from a cluster of
+429s, cut only on clustered 503s, recover fast, probe slowly); after any change of rate
+the sends stay evenly paced at the new one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Final
 
 from aiolimiter import AsyncLimiter
 
+from sippet_async import _adaptive as adaptive
 from sippet_async._limiter import Pushback, check_rate
 
 __all__ = ["RateLimit"]
@@ -40,15 +42,9 @@ DEFAULT_WINDOW_MARGIN: Final = 0.015
 # The pacer may release this many seconds' worth of requests at once, so a timer that
 # fires a millisecond late costs no throughput (the window log still bounds every window).
 PACE_SLACK: Final = 0.01
-DECREASE: Final = 0.7  # multiplicative decrease on a 429 / 503 with Retry-After
-# Additive increase, as a fraction of R, per half second of replies without pushback (the
-# first one a whole window after the decrease): back from 0.7 R to R in about 4 s, quick
-# enough that a stray 429 costs little, slow enough not to oscillate against a real limit.
-INCREASE_STEP: Final = 0.05
-INCREASE_INTERVAL: Final = 0.5
-MIN_FACTOR: Final = 0.05  # never below 5% of R: a transient storm must not stall a job
-# A hint that leaves fewer than half the requests we would send before its reset slows us.
-HINT_HEADROOM: Final = 0.5
+# How often (seconds) acquire re-reads the adaptive rate: its curves move slowly, and a
+# new pacer per request would cost more than it paces.
+REFRESH: Final = 0.05
 
 
 class RateLimit:
@@ -71,24 +67,46 @@ class RateLimit:
         per_second = check_rate("per_second", per_second)
         self.per_second = per_second
         # Below 1/s the window is the time one request takes: 0.5/s is 1 per 2 s.
-        period = max(1.0, 1.0 / per_second)
-        self._quota = max(1, math.floor(per_second * period + 1e-9))
-        self._window = period + margin
-        self._factor = 1.0
-        self._limit = self._quota
-        self._changed_at = -math.inf
-        self._decreased_at = -math.inf
+        self._period = max(1.0, 1.0 / per_second)
+        self._window = self._period + margin
+        self._tally = adaptive.Tally(adaptive.start(per_second))
+        self._limit = self._quota(per_second)
+        self._next_refresh = -math.inf
         self._sent: deque[float] = deque()
         self._lock = asyncio.Lock()
         self._pacer = self._new_pacer()
+
+    @classmethod
+    def learned(cls, state: adaptive.Adaptive, *,
+                margin: float = DEFAULT_WINDOW_MARGIN) -> RateLimit:
+        """A limiter that starts from ``state`` (``rate_limit=None``: a rate learned from a
+        429, with no ceiling)."""
+        limiter = cls(max(adaptive.rate_at(state, state.epoch), 1e-3), margin=margin)
+        limiter.state = state
+        return limiter
+
+    @property
+    def state(self) -> adaptive.Adaptive:
+        """The adaptive state (``_adaptive.Adaptive``: learned rate, last good rate, the
+        epoch of the last cut, a second of counts); plain numbers, so a limiter shared by
+        many processes can keep them in a shared store."""
+        return self._tally.state
+
+    @state.setter
+    def state(self, state: adaptive.Adaptive) -> None:
+        self._tally.state = state
 
     def __repr__(self) -> str:
         return f"RateLimit({self.per_second:g})"
 
     @property
     def rate(self) -> float:
-        """The current sustained rate, requests per second (lowered after throttling)."""
+        """The current sustained rate, requests per second (adapted to the server's replies)."""
         return self._limit / self._window
+
+    def _quota(self, rate: float) -> int:
+        """Requests per window at ``rate`` (requests per second)."""
+        return max(1, math.floor(min(rate * self._period, 1e9) + 1e-9))
 
     def _new_pacer(self) -> AsyncLimiter:
         rate = self._limit / self._window
@@ -97,9 +115,12 @@ class RateLimit:
 
     async def acquire(self) -> None:
         """Wait for this request's turn."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= self._next_refresh:
+            self._refresh(now)
         await self._pacer.acquire()
         async with self._lock:  # FIFO: one waiter at a time owns the window log
-            loop = asyncio.get_running_loop()
             sent = self._sent
             while True:
                 now = loop.time()
@@ -112,43 +133,49 @@ class RateLimit:
                 await asyncio.sleep(sent[-self._limit] - horizon)
 
     def pushback(self, pushback: Pushback) -> None:
-        """Slow down after a 429 / 503, or on hints that leave too little for the reset
-        (an exhausted window is the client's shared pause, not a slow-down)."""
-        if pushback.throttled:
-            self.throttled()
-            return
-        remaining, reset = pushback.remaining, pushback.reset
-        if remaining and reset is not None \
-                and remaining < self.rate * reset * HINT_HEADROOM:
-            self.throttled()
+        """Learn from a 429 / 503 or from hints (docs/guides/retries.md, "Adapting")."""
+        now = asyncio.get_running_loop().time()
+        state = self.state
+        if pushback.status == 429:
+            state = adaptive.limited(state, now)
+        elif pushback.status == 503:
+            state = adaptive.busy(state, now)
+        elif pushback.remaining is not None and pushback.reset is not None:
+            state = adaptive.hinted(state, now, pushback.remaining, pushback.reset)
+        self._changed(state, now)
 
     def throttled(self) -> None:
-        """Lower the rate to 0.7 of itself.
-
-        Once per window: the replies of one burst all say the same thing.
-        """
+        """Take the successes of the last second as the server's quota, now (a 429)."""
         now = asyncio.get_running_loop().time()
-        if now - self._decreased_at >= self._window:
-            self._decreased_at = now
-            self._set_factor(max(MIN_FACTOR, self._factor * DECREASE), now)
+        self._changed(adaptive.learn(self.state, now), now)
 
     def succeeded(self) -> None:
-        """A reply without pushback: climb back towards R, one step per interval."""
-        if self._factor < 1.0:
-            now = asyncio.get_running_loop().time()
-            if now - self._changed_at >= INCREASE_INTERVAL \
-                    and now - self._decreased_at >= self._window:
-                self._set_factor(min(1.0, self._factor + INCREASE_STEP), now)
+        """A reply without pushback: counted, for the quota a 429 would teach."""
+        self._tally.succeeded(asyncio.get_running_loop().time())
 
     async def aclose(self) -> None:
         """Nothing to release: the built-in limiter holds no resources."""
 
-    def _set_factor(self, factor: float, now: float) -> None:
-        self._factor = factor
-        self._changed_at = now
-        limit = max(1, math.floor(self._quota * factor + 1e-9))
-        if limit != self._limit:
-            self._limit = limit
-            # Waiters already in the old pacer finish there; the window log bounds both.
-            self._pacer = self._new_pacer()
-            log.debug("rate limit now %.1f/s", self.rate)
+    def _changed(self, state: adaptive.Adaptive, now: float) -> None:
+        cut = state.epoch != self.state.epoch
+        self.state = state
+        if cut:
+            self._refresh(now)
+
+    def _refresh(self, now: float) -> None:
+        """Pace at the adaptive rate of ``now``."""
+        self._next_refresh = now + REFRESH
+        limit = self._quota(adaptive.rate_at(self.state, now))
+        if limit == self._limit:
+            return
+        if limit < self._limit and len(self._sent) >= limit:
+            # Slower from now on, evenly: the log says the last window was sent at the new
+            # rate, so the next send waits one interval, not until the old sends age out
+            # (which went silent for 0.2-0.3 s, then burst at the old rate).
+            step = self._window / limit
+            self._sent.clear()  # in place: a waiter holding the lock reads the same deque
+            self._sent.extend(now - step * k for k in range(limit - 1, 0, -1))
+        self._limit = limit
+        # Waiters already in the old pacer finish there; the window log bounds both.
+        self._pacer = self._new_pacer()
+        log.debug("rate limit now %.1f/s", self.rate)

@@ -39,7 +39,7 @@ import pytest
 PACKAGE: Final = "sippet_async"
 PACKAGE_DIR: Final = Path(__file__).resolve().parents[1] / PACKAGE
 PURE: Final = ("_protocol", "_walk", "_models", "_errors", "_config", "_hooks", "_runner",
-                 "_limiter", "_mismatch")
+                 "_limiter", "_adaptive", "_mismatch")
 # Network, TLS and event-loop modules; a dotted entry also forbids its submodules.
 FORBIDDEN: Final = (
     "aiohttp",
@@ -210,7 +210,7 @@ def test_runtime_probe_sees_network_imports() -> None:
 # client through the ``Runner`` protocol, the engine never names what sits on it.
 LAYERS: Final = (
     ("pure", ("_version", "_errors", "_config", "_models", "_mismatch", "_protocol", "_walk",
-              "_hooks", "_resources", "_runner", "_limiter")),
+              "_hooks", "_resources", "_runner", "_limiter", "_adaptive")),
     ("engine", ("_transport", "_retry", "_ratelimit", "_limits", "_breaker")),
     ("consumers", ("_iterator", "_jobs", "_typed_methods")),
     ("client", ("_client",)),

@@ -37,3 +37,16 @@ def test_bench_ratelimit_tiny(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(r"20\s+" + re.escape(client) + r"\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}"
                          r"\s+\d+", out), out
     assert "sk_test" not in out
+
+
+def test_bench_adaptive_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench_adaptive prints goodput, 429 share, sends in pauses and idle time for both
+    clients in every scenario."""
+    assert load("bench_adaptive").main(["--tiny"]) == 0
+    out = capsys.readouterr().out
+    for scenario in ("shared", "unknown", "stray", "pauses", "demo"):
+        for client in ("sippet_async", "anchor"):
+            figures = r"\s+\d\.\d{3}" * 3 + r"\s+\d+\.\d%\s+\d+\s+\d+\.\d\d"
+            assert re.search(re.escape(scenario) + r"\s+" + re.escape(client) + figures,
+                             out), out
+    assert "sk_test" not in out

@@ -7,6 +7,7 @@ noisy lateness, like epoll), so each property is checked on exact timestamps.
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from aiolimiter import AsyncLimiter
@@ -81,48 +82,86 @@ def test_aiolimiter_default_bursts_a_second_quota_which_the_check_detects() -> N
     assert worst_window(granted) > 1.5 * rate
 
 
-def test_throttle_lowers_the_rate_and_success_raises_it_back() -> None:
-    """A 429 lowers the rate to 0.7 R at once (once per window); after a window of success it
-    climbs by 5% of R per half second, back to R."""
-    rate = 100
+async def _against_quota(limiter: RateLimit, quota: int, seconds: float
+                        ) -> tuple[list[float], list[float]]:
+    """64 tasks send through ``limiter`` to a server admitting ``quota`` per rolling second,
+    telling the limiter each answer; the send times, and those of the 429s."""
+    loop = asyncio.get_running_loop()
+    admitted: list[float] = []
+    sent: list[float] = []
+    refused: list[float] = []
 
-    async def main() -> list[float]:
-        limiter = RateLimit(rate)
-        rates = [limiter.rate]
-        limiter.throttled()
-        limiter.throttled()  # the same burst's other 429s: one decrease per window
-        rates.append(limiter.rate)
-        await asyncio.sleep(0.5)
-        limiter.succeeded()  # within the window of the decrease: no increase yet
-        rates.append(limiter.rate)
-        await asyncio.sleep(0.6)
-        for _ in range(8):
-            limiter.succeeded()
-            limiter.succeeded()  # more replies in the same half second change nothing
-            rates.append(limiter.rate)
-            await asyncio.sleep(0.5)
-        return rates
+    async def worker() -> None:
+        while loop.time() < seconds:
+            await limiter.acquire()
+            now = loop.time()
+            sent.append(now)
+            while admitted and admitted[0] <= now - 1.0:
+                admitted.pop(0)
+            if len(admitted) < quota:
+                admitted.append(now)
+                limiter.succeeded()
+            else:
+                refused.append(now)
+                limiter.pushback(Pushback(status=429, retry_after=0.001))
 
-    rates = run_virtual(main)
-    full = rates[0]
-    assert rates[1] == pytest.approx(0.7 * full, rel=0.02)
-    assert rates[2] == rates[1]
-    assert [round(r / full, 2) for r in rates[3:]] == [0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.0,
-                                                       1.0]
+    await asyncio.gather(*(worker() for _ in range(WORKERS)))
+    return [t for t in sent if t < seconds], refused
 
 
-def test_a_throttled_limiter_keeps_every_window_under_the_lowered_rate() -> None:
-    """After a 429, every rolling second carries <= 0.7 R."""
-    rate = 200
+def test_a_429_burst_teaches_the_quota_in_one_step_and_probes_rarely() -> None:
+    """rate_limit=600 against a 300/s quota: one cut to ~300 within the first second, then
+    >= 0.97 of the quota with a failed probe at most every ~10 s, 429s under 0.5%."""
 
-    async def main() -> list[float]:
-        limiter = RateLimit(rate)
-        limiter.throttled()
-        return await _drive(limiter.acquire, 3.0)
+    async def main() -> tuple[list[float], list[float], float]:
+        limiter = RateLimit(600)
+        sent, refused = await _against_quota(limiter, 300, 30.0)
+        return sent, refused, limiter.rate
 
-    granted = run_virtual(main, epoll_lateness(seed=3))
-    assert worst_window(granted) <= 0.7 * rate
-    assert len(granted) / 3.0 >= 0.98 * 0.7 * rate
+    sent, refused, rate = run_virtual(main, epoll_lateness(seed=5))
+    assert max(refused[:5]) < 1.0  # the first cut: at once
+    assert 290 <= rate <= 310
+    later = [t for t in refused if t > 2.0]
+    probes = [b for a, b in itertools.pairwise([2.0, *later]) if b - a > 2.0]
+    assert len(probes) <= 3  # failed probes (429s 2 s apart or more): one per ~10 s
+    # (the first second's 429s would be fewer behind the client's Retry-After pause)
+    assert len(later) / len(sent) < 0.005
+    assert sum(1 for t in sent if t >= 2.0) / 28.0 >= 0.97 * 300
+
+
+def test_after_a_cut_sends_stay_evenly_paced_at_the_new_rate() -> None:
+    """A cut from 200/s to 100/s: no silence (no gap over 3 intervals of the new rate), no
+    burst (no rolling second that begins after the cut carries more than the new rate)."""
+
+    async def main() -> tuple[list[float], float, float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimit(200)
+        cut_at = 2.0
+
+        async def server() -> None:  # accepts 100 in the second before the cut, then 429s
+            nonlocal cut_at
+            await asyncio.sleep(cut_at - 1.0)
+            for _ in range(100):
+                limiter.succeeded()
+                await asyncio.sleep(0.01)
+            cut_at = loop.time()
+            limiter.pushback(Pushback(status=429))
+            limiter.pushback(Pushback(status=429))
+
+        task = asyncio.create_task(server())
+        granted = await _drive(limiter.acquire, 4.0)
+        await task
+        assert loop.time() >= cut_at
+        return granted, cut_at, limiter.rate
+
+    granted, cut_at, rate = run_virtual(main, epoll_lateness(seed=3))
+    assert 85 <= rate <= 100  # the successes of the last second, estimated
+    after = [t for t in granted if t >= cut_at]
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    assert max(gaps) < 3 / rate
+    assert max(gaps[:5]) < 3 / rate  # right after the cut too: no silence
+    assert worst_window(after) <= rate * 1.015
+    assert len(after) / (4.0 - cut_at) >= 0.97 * rate
 
 
 def test_rates_below_one_per_second_space_requests() -> None:
@@ -184,8 +223,9 @@ def test_plentiful_hints_change_nothing() -> None:
     assert after == before
 
 
-def test_a_429_pauses_the_gate_and_lowers_the_rate() -> None:
-    """A 429 with Retry-After: 2 closes the gate for 2 s, counts a 429 and a pause."""
+def test_a_single_429_pauses_the_gate_but_keeps_the_rate() -> None:
+    """A 429 with Retry-After: 2 closes the gate for 2 s and counts a 429 and a pause; one
+    429 alone is no quota met, so the rate stays."""
 
     async def main() -> tuple[bool, float, float, Counters, list[float]]:
         limits, counters, slept = _limits()
@@ -198,10 +238,52 @@ def test_a_429_pauses_the_gate_and_lowers_the_rate() -> None:
 
     closed, before, after, counters, slept = run_virtual(main)
     assert closed
-    assert after == pytest.approx(0.7 * before, rel=0.02)
+    assert after == before
     assert (counters.rate_limited, counters.pauses) == (1, 1)
     assert len(slept) == 1
     assert 1.9 < slept[0] <= 2.0
+
+
+def test_a_single_503_pauses_without_a_cut_a_cluster_cuts() -> None:
+    """One 503 with Retry-After among 100 successes: a pause, no cut; ten more within the
+    second: 0.7 x what the server accepted."""
+
+    async def main() -> list[float]:
+        limits, _, _ = _limits(rate=200)
+        limiter = limits.limiter
+        assert isinstance(limiter, RateLimit)
+        for _ in range(100):
+            limits.observe("list_contacts", 1, _reply())
+            await asyncio.sleep(0.01)
+        rates = []
+        limits.observe("list_contacts", 1, _reply(503, Retry_After="0"))
+        rates.append(limiter.rate)
+        for _ in range(10):
+            limits.observe("list_contacts", 1, _reply(503, Retry_After="0"))
+        rates.append(limiter.rate)
+        return rates
+
+    single, cluster = run_virtual(main)
+    assert single == RateLimit(200).rate
+    assert cluster == pytest.approx(0.7 * 100 / 1.015, rel=0.05)
+
+
+def test_without_a_rate_limit_the_first_429_creates_a_limiter_at_the_learned_rate() -> None:
+    """rate_limit=None: 150 successes in the last second, then a 429: a limiter at ~150/s."""
+
+    async def main() -> tuple[object, float]:
+        limits, _, _ = _limits(rate=None)
+        for _ in range(150):
+            limits.observe("list_contacts", 1, _reply())
+            await asyncio.sleep(1 / 150)
+        before = limits.limiter
+        limits.observe("list_contacts", 1, _reply(429, Retry_After="1"))
+        assert isinstance(limits.limiter, RateLimit)
+        return before, limits.limiter.state.good
+
+    before, learned = run_virtual(main)
+    assert before is None
+    assert learned == pytest.approx(150, rel=0.02)
 
 
 def test_without_a_rate_limit_the_gate_still_pauses() -> None:
@@ -216,20 +298,21 @@ def test_without_a_rate_limit_the_gate_still_pauses() -> None:
 
 
 def test_the_built_in_limiter_judges_pushback() -> None:
-    """A 429 lowers the rate; hints with plenty left, or none left (the gate's business), do
-    not."""
+    """Scarce hints lower the rate; hints with plenty left, none left (the gate's business),
+    or a single 429 (a stray: no quota met) do not."""
 
     async def main() -> list[float]:
         rates = []
         for pushback in (Pushback(status=200, remaining=900, reset=1.0),
                          Pushback(status=200, remaining=0, reset=1.0),
-                         Pushback(status=429, retry_after=1.0)):
+                         Pushback(status=429, retry_after=1.0),
+                         Pushback(status=200, remaining=3, reset=10.0)):
             limiter = RateLimit(100)
             limiter.pushback(pushback)
             rates.append(limiter.rate / RateLimit(100).rate)
         return rates
 
-    assert [round(r, 2) for r in run_virtual(main)] == [1.0, 1.0, 0.7]
+    assert [round(r, 2) for r in run_virtual(main)] == [1.0, 1.0, 1.0, 0.7]
 
 
 def test_an_exhausted_window_pauses_without_lowering_the_rate() -> None:
