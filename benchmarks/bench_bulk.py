@@ -6,6 +6,14 @@ Run by hand (figures are printed, nothing is asserted):
     python benchmarks/bench_bulk.py --creates 5000 --rss-sizes 100000
     python benchmarks/bench_bulk.py --tiny          # a quick smoke run
 
+Instruction counts, steadier than time on a shared machine (client process only; the
+server is another process, which callgrind does not follow): run ``--calls NAME:N`` (NAME
+``bare``, ``run`` or ``bulk``: N creates at concurrency 64, nothing else) under callgrind
+for two values of N and divide the difference in instructions by the difference in N:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        python benchmarks/bench_bulk.py --calls bulk:6000
+
 Every server runs in its own process, so its CPU and memory are not the client's.
 
 1. Throughput at concurrency 64, no rate limit: ``client.bulk("create_contact", ...)``
@@ -191,6 +199,11 @@ async def compare(url: str, n: int, rounds: int) -> tuple[float, float, float]:
     return bare, run, bulk
 
 
+# The clients ``--calls`` runs: one pass of N creates each, no warm-up (setup cancels out in
+# the difference of two runs).
+CALLS = {"bare": bare_aiohttp, "run": run_loop, "bulk": with_bulk}
+
+
 # -- peak RSS, one fresh interpreter per size ------------------------------------------------
 
 async def _rss_child(url: str, size: int) -> dict[str, Any]:
@@ -230,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="throughput,rate,rss",
                         help="sections to run, comma-separated (default: all three)")
     parser.add_argument("--tiny", action="store_true", help="a fast smoke run")
+    parser.add_argument("--calls", metavar="NAME:N",
+                        help=f"only make N creates with one client ({', '.join(CALLS)}) at "
+                             f"concurrency {CONCURRENCY} and exit (for callgrind)")
     parser.add_argument("--serve-fast", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -242,6 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = asyncio.run
         with contextlib.suppress(KeyboardInterrupt):
             runner(_serve_fast())
+        return 0
+    if args.calls:
+        name, _, count = args.calls.rpartition(":")
+        if name not in CALLS:
+            parser.error(f"--calls: NAME is one of {', '.join(CALLS)}, got {name!r}")
+        with fast_server() as url:
+            _run(CALLS[name](url, int(count), 0))
         return 0
     if args.rss_child:
         print(json.dumps(_run(_rss_child(args.rss_child[0], int(args.rss_child[1])))))
