@@ -8,8 +8,9 @@ Run by hand (figures are printed, nothing is asserted):
 
 Instruction counts, steadier than time on a shared machine (client process only; the
 server is another process, which callgrind does not follow): run ``--calls NAME:N`` (NAME
-``bare``, ``run`` or ``bulk``: N creates at concurrency 64, nothing else) under callgrind
-for two values of N and divide the difference in instructions by the difference in N:
+``bare``, ``run``, ``run-keyed`` (each create with an ``Idempotency-Key``, as bulk sends
+it) or ``bulk``: N creates at concurrency 64, nothing else) under callgrind for two values
+of N and divide the difference in instructions by the difference in N:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         python benchmarks/bench_bulk.py --calls bulk:6000
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -155,8 +157,12 @@ async def bare_aiohttp(url: str, n: int, offset: int) -> float:
     return n / elapsed
 
 
-async def run_loop(url: str, n: int, offset: int) -> float:
-    """The creates through ``client.run`` from 64 tasks, without bulk: creates per second."""
+async def run_loop(url: str, n: int, offset: int, keyed: bool = False) -> float:
+    """The creates through ``client.run`` from 64 tasks, without bulk: creates per second.
+
+    ``keyed``: each with an ``Idempotency-Key``, as bulk sends a write (the request
+    engine's share of what bulk costs over the plain loop).
+    """
     async with SippetClient(KEY, base_url=url, max_concurrency=CONCURRENCY) as client:
         items = contacts(n, offset)
 
@@ -164,8 +170,14 @@ async def run_loop(url: str, n: int, offset: int) -> float:
             for item in items:
                 await client.run("create_contact", input=item, fields=["id"])
 
+        async def keyed_worker() -> None:
+            for item in items:
+                await client.run("create_contact", input=item, fields=["id"],
+                                 idempotency_key=item["phoneE164"])
+
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await asyncio.gather(*((keyed_worker if keyed else worker)()
+                               for _ in range(CONCURRENCY)))
         return n / (time.perf_counter() - start)
 
 
@@ -201,7 +213,8 @@ async def compare(url: str, n: int, rounds: int) -> tuple[float, float, float]:
 
 # The clients ``--calls`` runs: one pass of N creates each, no warm-up (setup cancels out in
 # the difference of two runs).
-CALLS = {"bare": bare_aiohttp, "run": run_loop, "bulk": with_bulk}
+CALLS = {"bare": bare_aiohttp, "run": run_loop, "run-keyed": partial(run_loop, keyed=True),
+         "bulk": with_bulk}
 
 
 # -- peak RSS, one fresh interpreter per size ------------------------------------------------
