@@ -9,8 +9,9 @@ Run by hand (figures are printed, nothing is asserted):
 Instruction counts, steadier than time on a shared machine (client process only; the
 server is another process, which callgrind does not follow): run ``--calls NAME:N`` (NAME
 ``bare``, ``run``, ``run-keyed`` (each create with an ``Idempotency-Key``, as bulk sends
-it) or ``bulk``: N creates at concurrency 64, nothing else) under callgrind for two values
-of N and divide the difference in instructions by the difference in N:
+it), ``bulk``, or ``engine`` (bulk over a stub client that answers after one turn of the
+loop: the job engine alone): N creates at concurrency 64, nothing else) under callgrind for
+two values of N and divide the difference in instructions by the difference in N:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         python benchmarks/bench_bulk.py --calls bulk:6000
@@ -43,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -50,6 +52,7 @@ import msgspec
 from _servers import server_process  # benchmarks/ is on sys.path when run
 
 from sippet_async import SippetClient
+from sippet_async._jobs._bulk import bulk
 
 KEY = "sk_test_bench_bulk_0123456789"
 CONCURRENCY = 64
@@ -211,10 +214,35 @@ async def compare(url: str, n: int, rounds: int) -> tuple[float, float, float]:
     return bare, run, bulk
 
 
+class _Stub:
+    """A client whose ``run`` answers after one turn of the loop: the bulk engine alone."""
+
+    counters = SimpleNamespace(retries={}, breaker="closed")  # what a job reads of them
+    created = itertools.count()
+
+    async def run(self, action: str, **keys: Any) -> Any:
+        await asyncio.sleep(0)
+        return {"id": f"00000000-0000-4000-8000-{next(self.created):012d}"}
+
+    async def wait_reachable(self, patience: float) -> bool:
+        return True
+
+
+async def bulk_engine(url: str, n: int, offset: int) -> None:
+    """``bulk`` over ``_Stub`` (``url`` unused): the job engine's own work per item."""
+    ok = 0
+    job = bulk(_Stub(), "create_contact", contacts(n, offset),  # type: ignore[arg-type]
+               fields=["id"], concurrency=CONCURRENCY)
+    async with job:
+        async for outcome in job:
+            ok += outcome.ok
+    assert ok == n, f"engine: {ok} of {n} succeeded"
+
+
 # The clients ``--calls`` runs: one pass of N creates each, no warm-up (setup cancels out in
-# the difference of two runs).
+# the difference of two runs). ``engine``: the bulk job over a stub client, no HTTP.
 CALLS = {"bare": bare_aiohttp, "run": run_loop, "run-keyed": partial(run_loop, keyed=True),
-         "bulk": with_bulk}
+         "bulk": with_bulk, "engine": bulk_engine}
 
 
 # -- peak RSS, one fresh interpreter per size ------------------------------------------------
