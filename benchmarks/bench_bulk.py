@@ -6,6 +6,16 @@ Run by hand (figures are printed, nothing is asserted):
     python benchmarks/bench_bulk.py --creates 5000 --rss-sizes 100000
     python benchmarks/bench_bulk.py --tiny          # a quick smoke run
 
+Instruction counts, steadier than time on a shared machine (client process only; the
+server is another process, which callgrind does not follow): run ``--calls NAME:N`` (NAME
+``bare``, ``run``, ``run-keyed`` (each create with an ``Idempotency-Key``, as bulk sends
+it), ``bulk``, or ``engine`` (bulk over a stub client that answers after one turn of the
+loop: the job engine alone): N creates at concurrency 64, nothing else) under callgrind for
+two values of N and divide the difference in instructions by the difference in N:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        python benchmarks/bench_bulk.py --calls bulk:6000
+
 Every server runs in its own process, so its CPU and memory are not the client's.
 
 1. Throughput at concurrency 64, no rate limit: ``client.bulk("create_contact", ...)``
@@ -33,6 +43,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -40,6 +52,7 @@ import msgspec
 from _servers import server_process  # benchmarks/ is on sys.path when run
 
 from sippet_async import SippetClient
+from sippet_async._jobs._bulk import bulk
 
 KEY = "sk_test_bench_bulk_0123456789"
 CONCURRENCY = 64
@@ -147,8 +160,12 @@ async def bare_aiohttp(url: str, n: int, offset: int) -> float:
     return n / elapsed
 
 
-async def run_loop(url: str, n: int, offset: int) -> float:
-    """The creates through ``client.run`` from 64 tasks, without bulk: creates per second."""
+async def run_loop(url: str, n: int, offset: int, keyed: bool = False) -> float:
+    """The creates through ``client.run`` from 64 tasks, without bulk: creates per second.
+
+    ``keyed``: each with an ``Idempotency-Key``, as bulk sends a write (the request
+    engine's share of what bulk costs over the plain loop).
+    """
     async with SippetClient(KEY, base_url=url, max_concurrency=CONCURRENCY) as client:
         items = contacts(n, offset)
 
@@ -156,8 +173,14 @@ async def run_loop(url: str, n: int, offset: int) -> float:
             for item in items:
                 await client.run("create_contact", input=item, fields=["id"])
 
+        async def keyed_worker() -> None:
+            for item in items:
+                await client.run("create_contact", input=item, fields=["id"],
+                                 idempotency_key=item["phoneE164"])
+
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await asyncio.gather(*((keyed_worker if keyed else worker)()
+                               for _ in range(CONCURRENCY)))
         return n / (time.perf_counter() - start)
 
 
@@ -189,6 +212,37 @@ async def compare(url: str, n: int, rounds: int) -> tuple[float, float, float]:
         rate, _ = await with_bulk(url, n, (3 * r + 6) * 10**8)
         bulk = max(bulk, rate)
     return bare, run, bulk
+
+
+class _Stub:
+    """A client whose ``run`` answers after one turn of the loop: the bulk engine alone."""
+
+    counters = SimpleNamespace(retries={}, breaker="closed")  # what a job reads of them
+    created = itertools.count()
+
+    async def run(self, action: str, **keys: Any) -> Any:
+        await asyncio.sleep(0)
+        return {"id": f"00000000-0000-4000-8000-{next(self.created):012d}"}
+
+    async def wait_reachable(self, patience: float) -> bool:
+        return True
+
+
+async def bulk_engine(url: str, n: int, offset: int) -> None:
+    """``bulk`` over ``_Stub`` (``url`` unused): the job engine's own work per item."""
+    ok = 0
+    job = bulk(_Stub(), "create_contact", contacts(n, offset),  # type: ignore[arg-type]
+               fields=["id"], concurrency=CONCURRENCY)
+    async with job:
+        async for outcome in job:
+            ok += outcome.ok
+    assert ok == n, f"engine: {ok} of {n} succeeded"
+
+
+# The clients ``--calls`` runs: one pass of N creates each, no warm-up (setup cancels out in
+# the difference of two runs). ``engine``: the bulk job over a stub client, no HTTP.
+CALLS = {"bare": bare_aiohttp, "run": run_loop, "run-keyed": partial(run_loop, keyed=True),
+         "bulk": with_bulk, "engine": bulk_engine}
 
 
 # -- peak RSS, one fresh interpreter per size ------------------------------------------------
@@ -230,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="throughput,rate,rss",
                         help="sections to run, comma-separated (default: all three)")
     parser.add_argument("--tiny", action="store_true", help="a fast smoke run")
+    parser.add_argument("--calls", metavar="NAME:N",
+                        help=f"only make N creates with one client ({', '.join(CALLS)}) at "
+                             f"concurrency {CONCURRENCY} and exit (for callgrind)")
     parser.add_argument("--serve-fast", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -242,6 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner = asyncio.run
         with contextlib.suppress(KeyboardInterrupt):
             runner(_serve_fast())
+        return 0
+    if args.calls:
+        name, _, count = args.calls.rpartition(":")
+        if name not in CALLS:
+            parser.error(f"--calls: NAME is one of {', '.join(CALLS)}, got {name!r}")
+        with fast_server() as url:
+            _run(CALLS[name](url, int(count), 0))
         return 0
     if args.rss_child:
         print(json.dumps(_run(_rss_child(args.rss_child[0], int(args.rss_child[1])))))

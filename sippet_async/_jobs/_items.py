@@ -15,8 +15,9 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+
+import msgspec
 
 from sippet_async._errors import (
     ClientClosedError,
@@ -57,13 +58,14 @@ _RETRYABLE: Final = (RateLimitError, ServerError, TransportError)
 log: Final = logging.getLogger("sippet_async")
 
 
-@dataclass(slots=True)
-class _Work(Generic[T]):
+class _Work(msgspec.Struct, Generic[T]):
+    """One item in the driver's hands (a Struct: built in C, once per item; the register)."""
+
     index: int
     item: T
-    key: str | None  # computed when a journal or key= needs it
-    previous: str | None  # its status in the journal of an earlier run
-    state: ItemState
+    key: str | None = None  # computed when a journal or key= needs it
+    previous: str | None = None  # its status in the journal of an earlier run
+    state: ItemState = NEW_ITEM
     error: SippetError | None = None  # the last error it met
 
 
@@ -101,6 +103,7 @@ class ItemDriver(Generic[T]):
         self._redrive_wait = redrive_wait
         self._template: dict[str, Any] = {}
         self._key_prefix: str | None = None
+        self._plain = False  # no journal, key= or previous: admit() has nothing to look up
         self.stopped_by: SippetError | None = None  # abort(): why nothing more is sent
         self.scheduler: Scheduler[T, _Work[T], Outcome[T]] = Scheduler(
             items, self, concurrency=concurrency, ordered=ordered, window=window,
@@ -115,6 +118,7 @@ class ItemDriver(Generic[T]):
             self._journal = Journal.open(self._journal_path, action=self._action)
             job_id = self._journal.job
         self._template = self._request_template(job_id)
+        self._plain = self._journal is None and self._key is None and self._previous is None
 
     async def aclose(self) -> None:
         """Close the journal, flushed (at once, if cancelled again while closing)."""
@@ -141,6 +145,8 @@ class ItemDriver(Generic[T]):
 
     def admit(self, index: int, item: T) -> _Work[T] | Finished[Outcome[T]]:
         """Key a pulled item and look it up in the journal: skipped if done before."""
+        if self._plain:
+            return _Work(index, item)
         journal = self._journal
         if self._previous is not None:  # a job source says what an earlier holder did
             return self._admit_previous(index, item, self._previous(item))
@@ -278,7 +284,7 @@ class ItemDriver(Generic[T]):
         status, why = action.status, action.why
         assert status is not None
         assert why is not None
-        error = self._error(work, why, status)
+        error = None if why == "sent" else self._error(work, why, status)
         record = record_id(data) if status == "succeeded" else None
         journal = self._journal
         if journal is not None and work.key is not None and status != "not_sent" \
@@ -287,10 +293,10 @@ class ItemDriver(Generic[T]):
         if status == "unknown":  # the one line per item the user must act on (see _logs)
             log.warning("%s: item %d ended unknown, not sent again: %s", self._action,
                         work.index, error)
+        # Positional: keyword arguments cost a Python call more to parse, once per item.
         return self._report._settle(
-            work.index, work.item, status, data=data, error=error,
-            attempts=work.state.attempts, record=record, reconciled=why == "found",
-            interrupted=why == "interrupted", key=work.key)
+            work.index, work.item, status, data, error, work.state.attempts, record,
+            why == "found", why == "interrupted", work.key)
 
     def _error(self, work: _Work[T], why: Why, status: str) -> SippetError | None:
         """The error an outcome carries, by why the policy settled it."""

@@ -127,7 +127,7 @@ class BulkReport:
         self._own[cause] = self._own.get(cause, 0) + 1
 
     def _settle(
-        self, index: int, item: T, status: Status, *, data: Any = None,
+        self, index: int, item: T, status: Status, data: Any = None,
         error: SippetError | None = None, attempts: int = 0, record: str | None = None,
         reconciled: bool = False, interrupted: bool = False, key: str | None = None,
     ) -> Outcome[T]:
@@ -142,8 +142,10 @@ class BulkReport:
             self.not_sent += 1
         else:
             self.skipped += 1
-        self.reconciled += reconciled
-        self.interrupted += interrupted
+        if reconciled:
+            self.reconciled += 1
+        if interrupted:
+            self.interrupted += 1
         return Outcome(index, item, status, data, error, attempts, record, reconciled, key)
 
     def _start(self) -> None:

@@ -97,6 +97,9 @@ class Scheduler(Generic[T, W, O]):
         self._buffer: dict[int, O] = {}  # ordered: outputs waiting for an earlier one
         self._room_waiters = 0  # workers waiting for the caller to take outputs
         self._changed = asyncio.Event()  # something settled, was yielded, or stop()
+        # Workers waiting for ``_changed``; each clears it first, so a set() while none
+        # waits changes nothing and the per-item one is skipped (the register).
+        self._waiting = 0
         self._source: Iterator[T] | AsyncIterator[T] | None = None
         self._sync: Iterator[T] | None = None  # the same, when it is a plain iterator
         self._pull_lock = asyncio.Lock()  # an async input is pulled by one worker at a time
@@ -172,17 +175,18 @@ class Scheduler(Generic[T, W, O]):
             if not out:
                 return None
             message = out.popleft()
+            if type(message) is tuple:  # an (index, output), the common case: tested first
+                index, output = message
+                if not self._ordered:
+                    if self._room_waiters:
+                        self._changed.set()
+                    return output
+                buffer[index] = output
+                continue
             if message is _DONE:
                 out.appendleft(_DONE)  # the end stays the end
                 raise StopAsyncIteration
-            if isinstance(message, _Crash):
-                raise message.exc
-            index, output = message
-            if not self._ordered:
-                if self._room_waiters:
-                    self._changed.set()
-                return output
-            buffer[index] = output
+            raise message.exc  # a _Crash
 
     async def __anext__(self) -> O:
         while True:
@@ -223,20 +227,32 @@ class Scheduler(Generic[T, W, O]):
     async def _work(self) -> None:
         me = asyncio.current_task()
         assert me is not None
-        handler, busy, sync = self._handler, self._busy, self._sync
+        handler, busy, sync, out = self._handler, self._busy, self._sync, self._out
         try:
             while True:
                 # A plain iterable with room and nothing set aside: pull here, without a
-                # coroutine per item (the register of speed shortcuts); else ``_take``.
-                taken = None
+                # coroutine or a method call per item (the register of speed shortcuts);
+                # anything else goes through ``_take``.
                 if sync is not None and not self._deferred and not self._exhausted \
-                        and self.state in PULLING and self._has_room():
-                    taken = self._pull_sync(sync)
-                if taken is None:
+                        and self.state in PULLING and (
+                            self._index < self._next_yield + self._window if self._ordered
+                            else len(out) < self._concurrency):
+                    try:
+                        item = next(sync)
+                    except StopIteration:
+                        self._end_of_input()
+                        continue
+                    index = self._index
+                    self._index = index + 1
+                    work = handler.admit(index, item)
+                    if isinstance(work, Finished):
+                        self._put((index, work.output))
+                        continue
+                else:
                     taken = await self._take()
-                if taken is None:
-                    break
-                index, work = taken
+                    if taken is None:
+                        break
+                    index, work = taken
                 busy[me] = work
                 try:
                     output = await handler.process(work)
@@ -248,9 +264,13 @@ class Scheduler(Generic[T, W, O]):
                 del busy[me]
                 if output is None:
                     self._deferred[index] = work
-                else:
-                    self._put((index, output))
-                self._changed.set()
+                else:  # _put, written out: once per item
+                    out.append((index, output))
+                    arrival = self._arrival
+                    if arrival is not None and not arrival.done():
+                        arrival.set_result(None)
+                if self._waiting:
+                    self._changed.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug in a callback, a bad key, a closed client
@@ -279,8 +299,7 @@ class Scheduler(Generic[T, W, O]):
                 if not self._ordered:  # the caller is behind: wait until it takes some
                     self._room_waiters += 1
                     try:
-                        self._changed.clear()
-                        await self._changed.wait()
+                        await self._wait_changed()
                     finally:
                         self._room_waiters -= 1
                     continue
@@ -292,8 +311,16 @@ class Scheduler(Generic[T, W, O]):
                     continue
                 self._move(JobEvent.INPUT_DONE)  # the one pass, now that nothing else runs
                 continue
-            self._changed.clear()
+            await self._wait_changed()
+
+    async def _wait_changed(self) -> None:
+        """Wait until something settles, is yielded or stops (see ``_waiting``)."""
+        self._changed.clear()
+        self._waiting += 1
+        try:
             await self._changed.wait()
+        finally:
+            self._waiting -= 1
 
     def _redrive_due(self) -> bool:
         return self.state is JobState.REDRIVING or len(self._deferred) >= DEFERRED_CAP or (
