@@ -33,9 +33,10 @@ Figures come from the server's own records (arrival times on the shared monotoni
   (shared, unknown, demo) or R (stray, pauses);
 * ``/ unpaused``: the same over R x the share of the run outside ``Retry-After`` pauses;
 * ``429s``: the share of requests answered 429;
-* ``in pause``: requests the client sent inside a scripted pause, on the client's clock:
-  after it received a scripted 503 (or 429) and before its ``Retry-After`` passed (an observer
-  stamps each attempt as it is handed to the transport, and each 503 as it arrives);
+* ``in pause``: requests the client sent inside a pause, on the client's clock: after a
+  503 or 429 began one and before its ``Retry-After`` passed (an observer stamps each
+  attempt as it is handed to the transport, and each pause as it begins, with the wait
+  the reply asked for: a scripted 503's, or a rolling-limit 429's exact one);
 * ``idle``: seconds outside pauses in gaps of more than 50 ms between arrivals at the
   server;
 * ``paced / limit``: sippet_async only, the limiter's own rate averaged over the run
@@ -67,9 +68,9 @@ from aiolimiter import AsyncLimiter
 
 from sippet_async import (
     Observer,
+    PauseEvent,
     RateLimit,
     RequestEvent,
-    ResponseEvent,
     RetryPolicy,
     SippetClient,
     SippetError,
@@ -162,18 +163,19 @@ class Server:
 
 
 class Stamps(Observer):
-    """The client's send times and the times its 503s and 429s arrived."""
+    """The client's send times and the pauses it began: each ``Retry-After`` as the
+    server sent it (a scripted 503's, or the exact wait of a rolling-limit 429)."""
 
     def __init__(self) -> None:
         self.sent: list[float] = []
-        self.busy: list[float] = []
+        self.pauses: list[tuple[float, float]] = []
 
     def on_request(self, event: RequestEvent) -> None:
         self.sent.append(time.monotonic())
 
-    def on_response(self, event: ResponseEvent) -> None:
-        if event.status in (503, 429):
-            self.busy.append(time.monotonic())
+    def on_pause(self, event: PauseEvent) -> None:
+        now = time.monotonic()
+        self.pauses.append((now, now + event.wait))
 
 
 async def drive(send: Callable[[dict[str, str]], Awaitable[Any]], seconds: float,
@@ -255,8 +257,7 @@ def measure(records: Sequence[tuple[float, int, bool]], stamps: Stamps, scenario
     """The figures of one run from the server's records within ``[start, end)`` and the
     client's stamps."""
     seconds = end - start
-    wait = scenario.retry_after
-    pauses = merged([(t, min(end, t + wait)) for t in stamps.busy if wait > 0 and t < end])
+    pauses = merged([(a, min(end, b)) for a, b in stamps.pauses if b > a and a < end])
     paused = sum(b - a for a, b in pauses)
     in_pause = sum(1 for t in stamps.sent if any(a < t < b for a, b in pauses))
     times = sorted(t for t, _, _ in records)
