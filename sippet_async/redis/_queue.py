@@ -160,13 +160,16 @@ class RedisCallQueue(Generic[T]):
         self._idle_ms = int(idle * 1000)
         await self._create_group()
         await self.ledger.beat(self.consumer)
-        beating = asyncio.create_task(self._beat(), name="sippet-heartbeat")
+        # Stopped by an event, not by cancelling: a Redis command cancelled mid-flight can
+        # leave its pooled connection waiting forever (seen with redis-py 5.0.1), and the
+        # ledger shares that pool. The last beat in flight is awaited instead.
+        stop = asyncio.Event()
+        beating = asyncio.create_task(self._beat(stop), name="sippet-heartbeat")
         try:
             yield
         finally:
-            beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beating
+            stop.set()
+            await beating
             with contextlib.suppress(Exception):  # best effort: else it expires
                 await self.ledger.leave(self.consumer)
 
@@ -200,10 +203,13 @@ class RedisCallQueue(Generic[T]):
 
     # -- inside -------------------------------------------------------------------------
 
-    async def _beat(self) -> None:
+    async def _beat(self, stop: asyncio.Event) -> None:
         period = self.ledger.heartbeat / 3
         while True:
-            await asyncio.sleep(period)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+            if stop.is_set():
+                return
             with contextlib.suppress(Exception):  # a blip: the next beat tries again
                 await self.ledger.beat(self.consumer)
 

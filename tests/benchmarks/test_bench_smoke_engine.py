@@ -41,10 +41,12 @@ def test_bench_ratelimit_tiny(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bench_adaptive_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     """bench_adaptive prints goodput, 429 share, sends in pauses and idle time for both
-    clients in every scenario."""
-    assert load("bench_adaptive").main(["--tiny"]) == 0
+    clients, and a second-by-second trace (two scenarios: a rolling limit and scripted
+    503 pauses; each run starts a server process)."""
+    assert load("bench_adaptive").main(["--tiny", "--trace", "--scenarios", "shared,pauses"]) == 0
     out = capsys.readouterr().out
-    for scenario in ("shared", "unknown", "stray", "pauses", "demo"):
+    assert re.search(r"paced /s\s+sent\s+executed\s+429s", out), out
+    for scenario in ("shared", "pauses"):
         for client in ("sippet_async", "anchor"):
             figures = r"\s+\d\.\d{3}" * 3 + r"\s+\d+\.\d%\s+\d+\s+\d+\.\d\d"
             assert re.search(re.escape(scenario) + r"\s+" + re.escape(client) + figures,
