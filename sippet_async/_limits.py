@@ -10,7 +10,8 @@ client's concurrency slots, and every reply goes through ``Limits.observe``:
   built-in one) gives a token per attempt and hears what each reply said about the
   server's limit. It only paces: the gate and the slots stay here whatever is plugged in.
 * **With ``rate_limit=None``** the successes are counted (``_adaptive``), and the first
-  429 creates the built-in limiter at the rate the server accepted in the last second.
+  429 once the job is a second old creates the built-in limiter at the rate the server
+  accepted in the last second.
 """
 
 from __future__ import annotations
