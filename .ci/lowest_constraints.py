@@ -21,6 +21,9 @@ def main() -> int:
     requirements = list(project.get("dependencies", []))
     for extra in project.get("optional-dependencies", {}).values():
         requirements += extra
+    # An extra made of other extras (``dev`` includes ``sippet_async[test]``) pins nothing.
+    own = re.compile(rf"^\s*{re.escape(project['name'])}\[[^\]]*\]\s*$", re.IGNORECASE)
+    requirements = [requirement for requirement in requirements if not own.match(requirement)]
     pins: dict[str, str] = {}
     for requirement in requirements:
         match = BOUND.match(requirement)
