@@ -40,8 +40,8 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["Adaptive", "Tally", "busy", "hinted", "learn", "limited", "rate_at", "start",
-           "succeeded"]
+__all__ = ["Adaptive", "Tally", "busy", "hinted", "learn", "limited", "pushed_back", "rate_at",
+           "start", "succeeded"]
 
 WINDOW: Final = 1.0  # seconds: the server's window, and the span of the counts
 SLOTS: Final = 20
@@ -262,6 +262,19 @@ def hinted(state: Adaptive, now: float, remaining: int, reset: float) -> Adaptiv
         return state
     cut = max(state.floor, BETA * rate)
     return _replace(state, good=cut, cut=cut, epoch=now)
+
+
+def pushed_back(state: Adaptive, now: float, status: int, remaining: int | None = None,
+                reset: float | None = None) -> Adaptive:
+    """What a pushback teaches: a 429 (``limited``), a 503 with ``Retry-After`` (``busy``),
+    or ``RateLimit-*`` hints on any other reply (``hinted``)."""
+    if status == 429:
+        return limited(state, now)
+    if status == 503:
+        return busy(state, now)
+    if remaining is not None and reset is not None:
+        return hinted(state, now, remaining, reset)
+    return state
 
 
 def _rolled(state: Adaptive, now: float) -> Adaptive:
