@@ -149,3 +149,35 @@ async def test_successes_ride_on_reservations(redis_url: str) -> None:
             await client.aclose()
     assert round_trips <= 0.15 * rate
     assert adaptive.accepted(state, now) >= 0.5 * rate
+
+
+async def test_scarce_hints_cut_the_shared_rate_plentiful_ones_cost_nothing(
+        redis_url: str) -> None:
+    """Hints that leave plenty make no round trip; hints that leave fewer than half of what
+    the fleet would send before the reset cut the shared rate to 0.7 of itself, once."""
+    limit = RedisRateLimit(redis_url, key="acct", rate=100)
+    try:
+        await limit.acquire()  # a reservation: what the process knows of the policy
+        round_trips = limit.round_trips
+        limit.pushback(Pushback(status=200, remaining=900, reset=1.0))
+        for _ in range(3):
+            limit.pushback(Pushback(status=200, remaining=3, reset=10.0))
+        await limit.aclose()  # waits for what is being shared
+        assert limit.round_trips == round_trips + 2  # one hint shared, and its policy
+        state, _ = await limit.shared_state()
+        assert state.good == state.cut == pytest.approx(70.0)
+        assert await limit.shared_rate() == pytest.approx(70.0)
+    finally:
+        await limit.aclose()
+
+
+def test_a_policy_written_since_it_was_read_wins(redis_url: str) -> None:
+    """The compare-and-set of a decided policy: a process that read an older version
+    writes nothing (another process decided for this window)."""
+    from sippet_async.redis._scripts import POLICY
+
+    with redis.Redis.from_url(redis_url) as connection:
+        write = connection.register_script(POLICY)
+        assert write(keys=["state"], args=[0, 60_000, "good", 50.0, "cut", 50.0]) == 1
+        assert write(keys=["state"], args=[0, 60_000, "good", 20.0, "cut", 20.0]) == 0
+        assert connection.hmget("state", "good", "cut", "version") == [b"50.0", b"50.0", b"1"]
