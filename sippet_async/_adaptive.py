@@ -2,8 +2,9 @@
 
 One small state object, ``Adaptive``, and pure transitions that take the time as a number
 (seconds on any monotonic clock). The built-in limiter (``_ratelimit.RateLimit``) keeps one
-and asks ``rate_at`` how fast to send; a limiter shared by many processes can keep the same
-few numbers in a shared store and run the same functions.
+and asks ``rate_at`` how fast to send; the limiter shared by many processes
+(``sippet_async.redis.RedisRateLimit``) keeps the same few numbers in Redis and runs the
+same functions on them.
 
 The rules (issue 12):
 
