@@ -138,8 +138,10 @@ class RedisRateLimit:
         self._start = adaptive.start(self.rate)
         self._ok = 0  # successes not yet handed to a reservation
         # What the last reservation said of the policy (good, cut, epoch, as Redis holds
-        # them) and Redis's clock minus the loop's: enough to judge a hint locally.
+        # them; as a state, built when a hint needs it) and Redis's clock minus the loop's:
+        # enough to judge a hint locally.
         self._seen: tuple[Any, Any, Any] = (None, None, None)
+        self._known: Adaptive | None = self._start
         self._offset = 0.0
         self._hinted_at = -math.inf  # Redis's time of the last hint this process shared
         # Slots held: (send time on the loop's clock, pause epoch when reserved).
@@ -256,7 +258,9 @@ class RedisRateLimit:
             self._reserving = None
         granted, delay_ns, spacing_ns, pause_ms, now_us = (int(value) for value in reply[:5])
         now = loop.time()
-        self._seen = (reply[5], reply[6], reply[7])
+        seen = (reply[5], reply[6], reply[7])
+        if seen != self._seen:
+            self._seen, self._known = seen, None
         self._offset = now_us / 1e6 - now
         if self._fallback_until is not None:
             self._fallback_until = None
@@ -314,10 +318,9 @@ class RedisRateLimit:
         now = asyncio.get_running_loop().time() + self._offset
         if now - self._hinted_at < adaptive.WINDOW:
             return False
-        good, cut, epoch = (_number(value) for value in self._seen)
-        state = msgspec.structs.replace(
-            self._start, good=self.rate if good is None else good,
-            cut=self.rate if cut is None else cut, epoch=-math.inf if epoch is None else epoch)
+        state = self._known
+        if state is None:
+            state = self._known = self._with_policy(*(_number(value) for value in self._seen))
         if adaptive.hinted(state, now, pushback.remaining, pushback.reset) is state:
             return False
         self._hinted_at = now
@@ -360,14 +363,20 @@ class RedisRateLimit:
         ring = adaptive.SLOTS + 1
         ok, limited, busy = counts[:ring], counts[ring:2 * ring], counts[2 * ring:]
         state = msgspec.structs.replace(
-            self._start, good=self.rate if good is None else good,
-            cut=self.rate if cut is None else cut,
-            epoch=-math.inf if epoch is None else epoch, slot=int(reply[1]),
-            ok=ok[-1], ok_ring=tuple(ok[:-1]), limited=limited[-1],
-            limited_ring=tuple(limited[:-1]), busy=busy[-1], busy_ring=tuple(busy[:-1]),
+            self._with_policy(good, cut, epoch), slot=int(reply[1]), ok=ok[-1],
+            ok_ring=tuple(ok[:-1]), limited=limited[-1], limited_ring=tuple(limited[:-1]),
+            busy=busy[-1], busy_ring=tuple(busy[:-1]),
             first=math.inf if first is None else first, before=before or 0.0,
             share=share or 0.0, stray=stray or 0.0)
         return state, now, int(reply[9] or 0)
+
+    def _with_policy(self, good: float | None, cut: float | None,
+                     epoch: float | None) -> Adaptive:
+        """A fresh state of this limiter's ceiling with the policy Redis holds (None:
+        missing, as on a key never cut)."""
+        return msgspec.structs.replace(
+            self._start, good=self.rate if good is None else good,
+            cut=self.rate if cut is None else cut, epoch=-math.inf if epoch is None else epoch)
 
     async def shared_state(self) -> tuple[Adaptive, float]:
         """The fleet's adaptive state (``_adaptive.Adaptive``, with this limiter's ``rate``
