@@ -181,3 +181,18 @@ def test_a_policy_written_since_it_was_read_wins(redis_url: str) -> None:
         assert write(keys=["state"], args=[0, 60_000, "good", 50.0, "cut", 50.0]) == 1
         assert write(keys=["state"], args=[0, 60_000, "good", 20.0, "cut", 20.0]) == 0
         assert connection.hmget("state", "good", "cut", "version") == [b"50.0", b"50.0", b"1"]
+
+
+async def test_a_429_without_retry_after_is_counted_and_pauses_nothing(redis_url: str) -> None:
+    """A 429 with no ``Retry-After`` still counts towards the fleet's cluster, and sets no
+    pause (the pause key is only set for a positive pause)."""
+    limit = RedisRateLimit(redis_url, key="acct", rate=100)
+    try:
+        limit.pushback(Pushback(status=429))
+        await limit.aclose()  # waits for what is being shared
+        state, _ = await limit.shared_state()
+    finally:
+        await limit.aclose()
+    assert state.limited + sum(state.limited_ring) == 1
+    with redis.Redis.from_url(redis_url) as connection:
+        assert connection.exists("sippet:ratelimit:{acct}:pause") == 0
