@@ -78,9 +78,11 @@ class RedisRateLimit:
     """One no-burst rate limit shared through Redis by every process using ``key``.
 
     Pass it as ``SippetClient(rate_limit=...)``. Every limiter on the same Redis and key
-    (in any process, on any machine) shares one schedule of ``rate`` requests per second
-    and one pause: a 429 or a 503 with ``Retry-After`` seen by any of them holds back
-    every process, slots already reserved included.
+    (in any process, on any machine) shares one schedule of at most ``rate`` requests per
+    second and one pause: a 429 or a 503 with ``Retry-After`` seen by any of them holds back
+    every process, slots already reserved included. The rate adapts as the built-in
+    ``RateLimit``'s does, on the whole fleet's replies: a cluster of 429s sets it to what
+    the fleet got accepted, and so on (docs/guides/fleet.md, "Shared adaptive rate").
 
     Args:
         redis: a ``redis://`` URL (the limiter owns the connection) or a
@@ -349,6 +351,9 @@ class RedisRateLimit:
             if written:
                 log.debug("shared rate limit %r now %.1f/s", self.key,
                           adaptive.rate_at(decided, now))
+            else:  # another process decided for this window first: its decision stands
+                log.debug("shared rate limit %r: changed meanwhile, decision dropped",
+                          self.key)
         except REDIS_FAILURES as exc:
             log.warning("Redis at %s did not answer (%s): a pause or slow-down of the shared "
                         "rate limit %r reached this process only", self.url,
@@ -424,6 +429,7 @@ class RedisRateLimit:
         return float(reply)
 
     def _failed(self, exc: BaseException) -> RedisUnavailableError:
+        """The error of a read or change of the shared state that Redis did not answer."""
         return RedisUnavailableError(
             f"Redis at {self.url} did not answer ({type(exc).__name__}): the shared "
             f"rate limit {self.key!r} cannot be read or changed", url=self.url)
