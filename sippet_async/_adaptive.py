@@ -2,8 +2,9 @@
 
 One small state object, ``Adaptive``, and pure transitions that take the time as a number
 (seconds on any monotonic clock). The built-in limiter (``_ratelimit.RateLimit``) keeps one
-and asks ``rate_at`` how fast to send; a limiter shared by many processes can keep the same
-few numbers in a shared store and run the same functions.
+and asks ``rate_at`` how fast to send; the limiter shared by many processes
+(``sippet_async.redis.RedisRateLimit``) keeps the same few numbers in Redis and runs the
+same functions on them.
 
 The rules (issue 12):
 
@@ -40,8 +41,8 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["Adaptive", "Tally", "busy", "hinted", "learn", "limited", "rate_at", "start",
-           "succeeded"]
+__all__ = ["Adaptive", "Tally", "busy", "hinted", "learn", "limited", "pushed_back", "rate_at",
+           "start", "succeeded"]
 
 WINDOW: Final = 1.0  # seconds: the server's window, and the span of the counts
 SLOTS: Final = 20
@@ -262,6 +263,19 @@ def hinted(state: Adaptive, now: float, remaining: int, reset: float) -> Adaptiv
         return state
     cut = max(state.floor, BETA * rate)
     return _replace(state, good=cut, cut=cut, epoch=now)
+
+
+def pushed_back(state: Adaptive, now: float, status: int, remaining: int | None = None,
+                reset: float | None = None) -> Adaptive:
+    """What a pushback teaches: a 429 (``limited``), a 503 with ``Retry-After`` (``busy``),
+    or ``RateLimit-*`` hints on any other reply (``hinted``)."""
+    if status == 429:
+        return limited(state, now)
+    if status == 503:
+        return busy(state, now)
+    if remaining is not None and reset is not None:
+        return hinted(state, now, remaining, reset)
+    return state
 
 
 def _rolled(state: Adaptive, now: float) -> Adaptive:

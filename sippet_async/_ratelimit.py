@@ -135,14 +135,8 @@ class RateLimit:
     def pushback(self, pushback: Pushback) -> None:
         """Learn from a 429 / 503 or from hints (docs/guides/retries.md, "Adapting")."""
         now = asyncio.get_running_loop().time()
-        state = self.state
-        if pushback.status == 429:
-            state = adaptive.limited(state, now)
-        elif pushback.status == 503:
-            state = adaptive.busy(state, now)
-        elif pushback.remaining is not None and pushback.reset is not None:
-            state = adaptive.hinted(state, now, pushback.remaining, pushback.reset)
-        self._changed(state, now)
+        self._changed(adaptive.pushed_back(self.state, now, pushback.status,
+                                           pushback.remaining, pushback.reset), now)
 
     def throttled(self) -> None:
         """Take the successes of the last second as the server's quota, now (a 429)."""
