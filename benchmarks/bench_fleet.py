@@ -4,6 +4,7 @@ Run by hand (figures are printed, nothing is asserted):
 
     python benchmarks/bench_fleet.py                   # every section, 8 processes, R = 200
     python benchmarks/bench_fleet.py --only limiter --seconds 10
+    python benchmarks/bench_fleet.py --only learn       # clients at 2R learn R
     python benchmarks/bench_fleet.py --quick           # a small, quick smoke run
 
 Sections (``--only`` picks some, comma-separated):
@@ -23,11 +24,20 @@ Sections (``--only`` picks some, comma-separated):
   so requests already in flight when it was answered are not counted; ``from 0 ms``
   counts those too), and ``last at`` how long after a 429 the last request inside a pause
   arrived, for the shared limit and for each process at R/N (whose pause gate is its own).
+* ``learn``: 4 processes (fewer if ``--processes`` says so) whose clients are configured
+  at 2R against the same server limited to R: the fleet's adaptive rate must learn R from
+  the 429s. ``shared at 2R``: one ``RedisRateLimit(key=..., rate=2R)`` on a fresh key;
+  ``each at 2R/N``: every process its own ``rate_limit=2R/N`` (adaptive too, on its own
+  replies), what a team without the fleet would run. From the server's records as above,
+  and ``after 2 s`` the same as ``achieved / R`` from 2 s into the run (the rate learned);
+  ``learned / R`` the fleet's shared rate (``shared_rate()``) read as the run ends.
 * ``acquire``: what one ``acquire()`` costs on loopback when the rate does not bind, p50 /
   p99: with ``batch=1`` (one Redis round trip each), and with the default batch.
 
 Targets (issue 13): shared achieved >= 0.95 R, 429s <= 0.1%, worst <= 1.0 R, rt / req <=
-0.15; 0 requests in pause; acquire <= 1.5 ms p50 / 10 ms p99.
+0.15; 0 requests in pause; acquire <= 1.5 ms p50 / 10 ms p99. [learn], "the fleet as a
+whole behaves like one well-behaved client": shared at 2R achieves >= 0.90 R after 2 s
+with 429s <= 2% (the single client's shared-key targets in bench_adaptive.py).
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ from sippet_async.testing import RedisServer, worst_window
 KEY = "sk_test_bench_fleet_0123456789"
 TASKS = 16  # per process
 GRACE = 0.025  # seconds after a 429 in which requests already in flight may still land
+LEARNED_FROM = 2.0  # seconds into a [learn] run: the rate learned, its figures count from here
 
 _SERVER = """
 import asyncio, json, sys, time
@@ -129,9 +140,11 @@ async def _work(args: argparse.Namespace) -> dict[str, Any]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    if isinstance(limiter, RedisRateLimit):
-        return {"round_trips": limiter.round_trips, "dropped": limiter.dropped}
-    return {"round_trips": 0, "dropped": 0}
+        if isinstance(limiter, RedisRateLimit):
+            # The round trips of the run, before the read of the fleet's rate adds one.
+            result = {"round_trips": limiter.round_trips, "dropped": limiter.dropped}
+            return {**result, "learned": await limiter.shared_rate()}
+    return {"round_trips": 0, "dropped": 0, "learned": 0.0}
 
 
 async def _acquire_costs(args: argparse.Namespace) -> dict[str, Any]:
@@ -194,6 +207,8 @@ class Row:
     sent: int
     worst: float
     round_trips: float
+    after: float = 0.0  # achieved / R from LEARNED_FROM seconds into the run
+    learned: float = 0.0  # the fleet's shared rate / R as the run ends (shared limit only)
     dropped: int = 0
     in_pause: int = 0
     in_pause_all: int = 0
@@ -202,12 +217,13 @@ class Row:
 
 
 def run_fleet(mode: str, processes: int, rate: int, seconds: float, redis_url: str,
-              throttle_every: float = 0.0) -> Row:
-    """N worker processes in ``mode`` against a fresh rate-limited server."""
+              throttle_every: float = 0.0, limit: int | None = None) -> Row:
+    """N worker processes in ``mode`` against a fresh server limited to ``rate``; their
+    clients configured for ``limit`` in all (default: ``rate``)."""
     server = Server(rate, throttle_every)
     key = f"bench-{uuid.uuid4().hex}"  # a fresh shared state (its learned rate) per run
     workers = [_spawn(["--mode", mode, "--url", server.url, "--redis", redis_url, "--key", key,
-                       "--rate", str(rate), "--processes", str(processes),
+                       "--rate", str(limit or rate), "--processes", str(processes),
                        "--seconds", str(seconds)])
                for _ in range(processes)]
     start = _start(workers)
@@ -215,7 +231,11 @@ def run_fleet(mode: str, processes: int, rate: int, seconds: float, redis_url: s
     records = server.records()
     in_run = [(t, s) for t, s, _ in records if start <= t < start + seconds]
     scripted = [t for t, _, fault in records if fault == "scripted"]
+    learned_for = seconds - LEARNED_FROM
     return Row(achieved=sum(1 for _, s in in_run if s == 200) / seconds / rate,
+               after=sum(1 for t, s in in_run if s == 200 and t >= start + LEARNED_FROM)
+               / learned_for / rate if learned_for > 0 else 0.0,
+               learned=results[0]["learned"] / rate,
                rejected=sum(1 for _, _, fault in records if fault == "rate_limited"),
                sent=len(records),
                worst=worst_window([t for t, _, _ in records]) / rate,
@@ -256,6 +276,23 @@ def pause_section(args: argparse.Namespace, redis_url: str, out: Callable[[str],
             f"{row.last:>8.1f} ms")
 
 
+def learn_section(args: argparse.Namespace, redis_url: str, out: Callable[[str], None]) -> None:
+    """Clients configured at 2R: the shared limit learns R for the fleet; each process on
+    its own learns from its own 429s."""
+    processes = min(4, args.processes)
+    seconds = 2.5 if args.quick else args.seconds
+    out(f"\n[learn] {processes} processes x {TASKS} tasks, server limit R = {args.rate}/s, "
+        f"clients configured at 2R, {seconds:g} s per run")
+    out(f"  {'limiter':<14}{'achieved / R':>14}{f'after {LEARNED_FROM:g} s':>11}{'429s':>14}"
+        f"{'worst / R':>11}{'learned / R':>13}")
+    for mode, name in (("shared", "shared at 2R"), ("local", "each at 2R/N")):
+        row = run_fleet(mode, processes, args.rate, seconds, redis_url, limit=2 * args.rate)
+        share = 100 * row.rejected / max(1, row.sent)
+        learned = f"{row.learned:.3f}" if mode == "shared" else "-"
+        out(f"  {name:<14}{row.achieved:>14.3f}{row.after:>11.3f}{row.rejected:>7} "
+            f"({share:.2f}%){row.worst:>11.3f}{learned:>13}")
+
+
 def acquire_section(args: argparse.Namespace, redis_url: str,
                     out: Callable[[str], None]) -> None:
     """What one acquire costs when the rate does not bind."""
@@ -271,6 +308,7 @@ def acquire_section(args: argparse.Namespace, redis_url: str,
 SECTIONS: dict[str, Callable[[argparse.Namespace, str, Callable[[str], None]], None]] = {
     "limiter": limiter_section,
     "pause": pause_section,
+    "learn": learn_section,
     "acquire": acquire_section,
 }
 
