@@ -5,6 +5,7 @@ Run by hand (figures are printed, nothing is asserted):
     python benchmarks/bench_fleet.py                   # every section, 8 processes, R = 200
     python benchmarks/bench_fleet.py --only limiter --seconds 10
     python benchmarks/bench_fleet.py --only learn       # clients at 2R learn R
+    python benchmarks/bench_fleet.py --only learn --trace   # ... second by second
     python benchmarks/bench_fleet.py --quick           # a small, quick smoke run
 
 Sections (``--only`` picks some, comma-separated):
@@ -46,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -217,9 +219,11 @@ class Row:
 
 
 def run_fleet(mode: str, processes: int, rate: int, seconds: float, redis_url: str,
-              throttle_every: float = 0.0, limit: int | None = None) -> Row:
+              throttle_every: float = 0.0, limit: int | None = None,
+              trace: Callable[[str], None] | None = None) -> Row:
     """N worker processes in ``mode`` against a fresh server limited to ``rate``; their
-    clients configured for ``limit`` in all (default: ``rate``)."""
+    clients configured for ``limit`` in all (default: ``rate``); ``trace``: print the run
+    second by second."""
     server = Server(rate, throttle_every)
     key = f"bench-{uuid.uuid4().hex}"  # a fresh shared state (its learned rate) per run
     workers = [_spawn(["--mode", mode, "--url", server.url, "--redis", redis_url, "--key", key,
@@ -229,6 +233,8 @@ def run_fleet(mode: str, processes: int, rate: int, seconds: float, redis_url: s
     start = _start(workers)
     results = _collect(workers)
     records = server.records()
+    if trace is not None:
+        print_trace(records, start, seconds, trace)
     in_run = [(t, s) for t, s, _ in records if start <= t < start + seconds]
     scripted = [t for t, _, fault in records if fault == "scripted"]
     learned_for = seconds - LEARNED_FROM
@@ -246,6 +252,19 @@ def run_fleet(mode: str, processes: int, rate: int, seconds: float, redis_url: s
                pauses=len(scripted),
                last=max((1000 * (t - p) for t, _, _ in records for p in scripted
                          if p < t < p + 1), default=0.0))
+
+
+def print_trace(records: Sequence[tuple[float, int | None, str | None]], start: float,
+                seconds: float, out: Callable[[str], None]) -> None:
+    """Per second of the run, from the server's records: arrivals, accepted, 429s (over
+    the rolling limit), and when in the second each 429 arrived."""
+    out(f"    {'second':>8}{'arrivals':>10}{'accepted':>10}{'429s':>6}  429s at (s)")
+    for k in range(math.ceil(seconds)):
+        inside = [(t - start, status, fault) for t, status, fault in records
+                  if start + k <= t < start + k + 1]
+        limited = [t for t, _, fault in inside if fault == "rate_limited"]
+        out(f"    {k:>3}-{k + 1:<4}{len(inside):>10}{sum(1 for _, s, _ in inside if s == 200):>10}"
+            f"{len(limited):>6}  {' '.join(f'{t:.2f}' for t in limited)}".rstrip())
 
 
 def limiter_section(args: argparse.Namespace, redis_url: str, out: Callable[[str], None]) -> None:
@@ -286,7 +305,8 @@ def learn_section(args: argparse.Namespace, redis_url: str, out: Callable[[str],
     out(f"  {'limiter':<14}{'achieved / R':>14}{f'after {LEARNED_FROM:g} s':>11}{'429s':>14}"
         f"{'worst / R':>11}{'learned / R':>13}")
     for mode, name in (("shared", "shared at 2R"), ("local", "each at 2R/N")):
-        row = run_fleet(mode, processes, args.rate, seconds, redis_url, limit=2 * args.rate)
+        row = run_fleet(mode, processes, args.rate, seconds, redis_url, limit=2 * args.rate,
+                        trace=out if args.trace else None)
         share = 100 * row.rejected / max(1, row.sent)
         learned = f"{row.learned:.3f}" if mode == "shared" else "-"
         out(f"  {name:<14}{row.achieved:>14.3f}{row.after:>11.3f}{row.rejected:>7} "
@@ -321,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per limiter run")
     parser.add_argument("--pause-seconds", type=float, default=8.0)
     parser.add_argument("--quick", action="store_true", help="a small, quick smoke run")
+    parser.add_argument("--trace", action="store_true",
+                        help="print each [learn] run second by second")
     # A worker process of the fleet (this script runs itself).
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for name in ("--mode", "--url", "--redis", "--key"):

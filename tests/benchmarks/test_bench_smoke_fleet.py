@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # a benchmark, at a small size, with worker proce
 def test_bench_fleet_quick(capsys: pytest.CaptureFixture[str]) -> None:
     """bench_fleet prints the shared limit beside R/N, the pauses, the learning fleet and the
     acquire cost."""
-    assert load("bench_fleet").main(["--quick"]) == 0
+    assert load("bench_fleet").main(["--quick", "--trace"]) == 0
     out = capsys.readouterr().out
     for name in ("shared", "each at R/N"):
         assert len(re.findall(rf"  {re.escape(name)}\s+[\d.]+\s+\d+ \([\d.]+%\)\s+[\d.]+",
@@ -30,6 +30,8 @@ def test_bench_fleet_quick(capsys: pytest.CaptureFixture[str]) -> None:
                      r"\d+\.\d{3}\n", out), out
     assert re.search(r"  each at 2R/N\s+[\d.]+\s+[\d.]+\s+\d+ \([\d.]+%\)\s+[\d.]+\s+-\n",
                      out), out
+    # --trace: each [learn] run second by second (arrivals, accepted, 429s)
+    assert len(re.findall(r"\n +0-1 +\d+ +\d+ +\d+", out)) == 2, out
     assert len(re.findall(r"batch=\d+\s+p50 [\d.]+ ms\s+p99 [\d.]+ ms", out)) == 2, out
     assert "sk_test" not in out  # the key never appears in benchmark output
 
