@@ -130,12 +130,13 @@ class Row:
 
 
 _SERVER = """
-import asyncio, json, sys, time
+import asyncio, gc, json, sys, time
 from sippet_async.testing import FakeSippet, Faults
 
 async def main():
     faults = Faults(**json.loads(sys.argv[2]))
     async with FakeSippet(sys.argv[1], faults=faults, clock=time.monotonic) as server:
+        gc.freeze()  # the startup heap out of the collector (docs/design.md, register)
         print(server.url, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         print(json.dumps([[r.received_at, r.status, r.executed] for r in server.requests]),

@@ -67,13 +67,14 @@ GRACE = 0.025  # seconds after a 429 in which requests already in flight may sti
 LEARNED_FROM = 2.0  # seconds into a [learn] run: the rate learned, its figures count from here
 
 _SERVER = """
-import asyncio, json, sys, time
+import asyncio, gc, json, sys, time
 from sippet_async.testing import FakeSippet, Faults, Reply
 
 async def main():
     rate, throttle_every = int(sys.argv[2]), float(sys.argv[3])
     async with FakeSippet(sys.argv[1], faults=Faults(rate_limit=rate),
                           clock=time.monotonic) as server:
+        gc.freeze()  # the startup heap out of the collector (docs/design.md, register)
         print(server.url, flush=True)
         async def throttle():
             # From the first request on; the next 429 only once the last one was sent.
