@@ -1,10 +1,12 @@
 """``sippet demo --fleet``: several ``sippet worker`` processes on one Redis call queue.
 
-Against an embedded fake Sippet server that loses some replies after committing, and a
-throwaway ``redis-server``, the demo queues calls, starts worker processes, SIGKILLs one of
-them mid-run, waits until every job has its outcome, stops the rest with SIGTERM and
-prints a table checked against the server's own records: one call per job, none twice,
-none unresolved. It needs the [redis] extra and a ``redis-server`` on PATH.
+Against an embedded fake Sippet server that admits ``RATE`` calls per rolling second and
+loses some replies after committing, and a throwaway ``redis-server``, the demo queues
+calls, starts worker processes that share one rate limit through Redis (``--rate-key``),
+SIGKILLs one of them mid-run, waits until every job has its outcome, stops the rest with
+SIGTERM and prints a table checked against the server's own records: one call per job,
+none twice, none unresolved, and the workers together within the one limit. It needs the
+[redis] extra and a ``redis-server`` on PATH.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from typing import Any, Final
 
 from sippet_async._cli._demo import DemoFailure, _check, _say
 from sippet_async._cli._fleet import redis_parts
-from sippet_async.testing import FakeSippet, Faults, RedisServer, RedisServerError
+from sippet_async.testing import FakeSippet, Faults, RedisServer, RedisServerError, worst_window
 
 __all__ = ["run_fleet_demo"]
 
-FAULTS: Final = Faults(p_lost_after_commit=0.02, p_500=0.01,
+RATE: Final = 100  # calls per second: the account's limit, shared by every worker
+FAULTS: Final = Faults(p_lost_after_commit=0.02, p_500=0.01, rate_limit=RATE,
                        only_actions=frozenset({"create_call"}))
+RATE_KEY: Final = "demo:limit"
 STREAM: Final = "demo:calls"
 GROUP: Final = "dialers"
 DEADLINE: Final = 120.0  # seconds the demo waits for every job's outcome
@@ -42,11 +46,13 @@ async def run_fleet_demo(*, seed: int = 7, calls: int = 300, workers: int = 3) -
             async with FakeSippet(key, seed=seed, faults=FAULTS) as server, \
                     parts.RedisCallQueue(redis_server.url, stream=STREAM,
                                          group=GROUP) as queue:
-                _say(f"fake Sippet at {server.url} (2% of create_call replies lost after "
-                     f"commit, 1% HTTP 500); redis-server at {redis_server.url}")
+                _say(f"fake Sippet at {server.url} (at most {RATE} create_call per rolling "
+                     f"second, 2% of their replies lost after commit, 1% HTTP 500); "
+                     f"redis-server at {redis_server.url}")
                 for i in range(calls):
                     await queue.put({"toE164": f"+1555{i:07d}"}, job_id=f"call-{i}")
-                _say(f"queued {calls} calls on {STREAM}; starting {workers} workers")
+                _say(f"queued {calls} calls on {STREAM}; starting {workers} workers sharing "
+                     f"one limit of {RATE}/s (--rate {RATE} --rate-key {RATE_KEY})")
                 outputs = await _run_workers(redis_server.url, server, queue, key, workers)
                 outcomes = [await queue.outcome(f"call-{i}") for i in range(calls)]
                 _table(server, outcomes, outputs, calls)
@@ -66,7 +72,8 @@ async def _run_workers(url: str, server: FakeSippet, queue: Any, key: str,
     env["SIPPET_SECRET_KEY"] = key
     argv = [sys.executable, "-m", "sippet_async", "worker", "--redis", url, "--stream",
             STREAM, "--group", GROUP, "--reconcile-by", "toE164", "--base-url", server.url,
-            "--timeout", "1", "--heartbeat", "1", "--rate", "50", "--concurrency", "8"]
+            "--timeout", "1", "--heartbeat", "1", "--rate", str(RATE), "--rate-key", RATE_KEY,
+            "--concurrency", "8"]
     procs = [await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         for _ in range(workers)]
@@ -112,16 +119,27 @@ def _table(server: FakeSippet, outcomes: list[Any], outputs: list[str], calls: i
     twice = sum(n > 1 for n in per_number.values())
     reconciled = sum(o.reconciled for o in succeeded)
     faults = collections.Counter(r.fault for r in server.requests if r.fault)
+    dials = [r.received_at for r in server.requests if r.action == "create_call"]
+    worst = worst_window(dials)
     _say("\nsummary, checked against the fake server's own records:")
     _say(f"  {'':<16}{'jobs':>6}{'recorded':>10}{'server':>8}{'twice':>7}{'lost':>6}"
          f"{'unresolved':>12}")
     _say(f"  {'calls placed':<16}{calls:>6}{len(succeeded):>10}{len(server.calls):>8}"
          f"{twice:>7}{lost:>6}{statuses['none'] + statuses['unknown']:>12}")
+    _say(f"  create_call requests: {len(dials)}, at most {worst} in any rolling second "
+         f"(the limit: {RATE}; {faults['rate_limited']} over it, answered 429)")
     _say(f"  faults injected: {dict(sorted(faults.items()))}; resolved by a lookup: "
          f"{reconciled}")
     _check(len(succeeded) == calls == len(server.calls),
            f"{calls} jobs, {calls} recorded succeeded, {calls} calls on the server")
     _check(twice == 0, "no number dialled twice, despite the SIGKILL and the lost replies")
     _check(lost == 0, "every recorded call id is on the server")
+    # A limit per worker lets them send up to workers x RATE, and the server answers 429
+    # to every request over its limit (3-5% of them here); the shared limit keeps them to
+    # RATE. One in a hundred covers arrival jitter on a busy machine.
+    over = faults["rate_limited"]
+    _check(over <= len(dials) // 100,
+           f"the workers shared one limit: {over} of {len(dials)} create_call over it "
+           f"(at most {worst} in a rolling second for {RATE}/s)")
     _check(sum(bool(out) for out in outputs) == len(outputs) - 1,
            "the surviving workers stopped cleanly on SIGTERM")

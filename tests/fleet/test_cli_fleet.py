@@ -98,13 +98,14 @@ async def test_worker_stops_gracefully_on_sigterm(tmp_path: Path, redis_url: str
 
 @pytest.mark.slow  # worker processes
 def test_demo_fleet_checks_out() -> None:
-    """`sippet demo --fleet`: a killed worker, every check against the server holds."""
+    """`sippet demo --fleet`: a killed worker, every check against the server holds (the
+    shared limit among them)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDEVMODE"}
     done = subprocess.run([sys.executable, "-m", "sippet_async", "demo", "--fleet"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SIGKILLed worker 1" in done.stdout
-    assert done.stdout.count("  ok: ") == 4
+    assert done.stdout.count("  ok: ") == 5
     assert "sk_test" not in done.stdout
 
 
