@@ -60,6 +60,7 @@ def fence_examples():  # type: ignore[no-untyped-def]
         sys.modules.pop("examples", None)
 
 
+@pytest.mark.docs
 def test_an_example_block_is_fenced_as_python(fence_examples) -> None:  # type: ignore[no-untyped-def]
     text = "Summary.\n\nExample:\n    async with x:\n        y()\n\nRaises:\n    E: why."
     assert fence_examples(text) == (
@@ -68,6 +69,7 @@ def test_an_example_block_is_fenced_as_python(fence_examples) -> None:  # type: 
     )
 
 
+@pytest.mark.docs
 def test_fenced_and_doctest_examples_are_left_alone(fence_examples) -> None:  # type: ignore[no-untyped-def]
     doctest = "Example:\n    >>> 1 + 1\n    2"
     fenced = "Examples:\n    ```python\n    x = 1\n    ```"
