@@ -14,7 +14,7 @@ from sippet_async import Pushback, RetryPolicy, SippetClient
 from sippet_async import _adaptive as adaptive
 from sippet_async._adaptive import Adaptive
 from sippet_async.redis import RedisRateLimit
-from sippet_async.redis._scripts import CURVE
+from sippet_async.redis._scripts import CURVE, POLICY
 from sippet_async.testing import FakeSippet, Faults, worst_window
 
 from ._fleet import KEY, MARGIN, drive, statuses
@@ -174,8 +174,6 @@ async def test_scarce_hints_cut_the_shared_rate_plentiful_ones_cost_nothing(
 def test_a_policy_written_since_it_was_read_wins(redis_url: str) -> None:
     """The compare-and-set of a decided policy: a process that read an older version
     writes nothing (another process decided for this window)."""
-    from sippet_async.redis._scripts import POLICY
-
     with redis.Redis.from_url(redis_url) as connection:
         write = connection.register_script(POLICY)
         assert write(keys=["state"], args=[0, 60_000, "good", 50.0, "cut", 50.0]) == 1
