@@ -198,7 +198,13 @@ async def _stream(fetch: Fetch, walk: Walk) -> AsyncGenerator[Received[Any], Non
             received = walk.receive(request, await task)
             if received.discard_in_flight:
                 await _cancel(in_flight)
-            _launch(fetch, walk, in_flight)  # prefetch before handing the page out
+            if _launch(fetch, walk, in_flight):
+                # The new fetch writes its request before the page is handed out, even if
+                # the caller never awaits between records. Two turns of the loop: one runs
+                # the fetch up to its reply; before Python 3.12 aiohttp writes the body from
+                # a task of its own (docs/design.md, register of speed shortcuts).
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
             yield received
             del received  # not held while the next page is awaited and decoded
     finally:
@@ -220,9 +226,13 @@ async def _records(stream: AsyncGenerator[Received[T], None],
 
 
 def _launch(fetch: Fetch, walk: Walk,
-            in_flight: deque[tuple[PageRequest, asyncio.Task[Any]]]) -> None:
+            in_flight: deque[tuple[PageRequest, asyncio.Task[Any]]]) -> bool:
+    """Start every fetch ``walk`` allows now; whether any was started."""
+    launched = False
     while (request := walk.next_request()) is not None:
         in_flight.append((request, asyncio.create_task(fetch(request), name=TASK_NAME)))
+        launched = True
+    return launched
 
 
 async def _cancel(in_flight: deque[tuple[PageRequest, asyncio.Task[Any]]]) -> None:
