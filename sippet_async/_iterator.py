@@ -5,9 +5,11 @@ limits, retries, decoding). While the caller consumes one page the next one is a
 flight (``concurrency`` of them for offset pages), so memory stays bounded by
 ``concurrency + 1`` pages.
 
-Records are handed out by an async generator over each page's list, which ``async for``
-drives directly: no coroutine and no bookkeeping per record. How far the caller got is read
-from that list iterator when ``resume_token`` is asked for.
+Records are handed out straight from each page's list iterator, with no bookkeeping per
+record: by an async generator that ``async for`` drives directly on Python 3.11, by an
+``async def __anext__`` from 3.12 on, where an async generator's every item got dearer than a
+coroutine (docs/design.md, register of speed shortcuts). How far the caller got is read from
+that list iterator when ``resume_token`` is asked for.
 
 Cleanup does not depend on the caller: the page stream and the record generator hold no
 reference back to the iterator, so after a ``break`` the iterator is freed at once and
@@ -20,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import operator
+import sys
 from collections import deque
 from collections.abc import (
     AsyncGenerator,
+    AsyncIterator,
     Awaitable,
     Callable,
     Coroutine,
@@ -31,7 +35,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, Self, TypeVar, cast
 
 from sippet_async._errors import UsageError
 from sippet_async._walk import (
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["RecordIterator", "iterate"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 Fetch = Callable[[PageRequest], Coroutine[Any, Any, Any]]
 
@@ -70,7 +75,7 @@ class RecordIterator(Generic[T]):
         self._stream: AsyncGenerator[Received[T], None] = _stream(fetch, walk)
         self._initial = walk.token
         self._position = _Position()
-        self._records: AsyncGenerator[T, None] | None = None
+        self._records: _Handout[T] | None = None
         self._mode: str | None = None
 
     def __repr__(self) -> str:
@@ -93,13 +98,13 @@ class RecordIterator(Generic[T]):
             return position.end
         return position.start.advanced(position.size - left)
 
-    def __aiter__(self) -> AsyncGenerator[T, None]:
-        # ``async for`` drives the record generator itself, without a coroutine of ours per
-        # record (docs/design.md, register of speed shortcuts). One generator per iterator,
-        # so a loop left with ``break`` can be continued by the next one.
+    def __aiter__(self) -> AsyncIterator[T]:
+        # ``async for`` drives the hand-out itself, with no layer of ours per record
+        # (docs/design.md, register of speed shortcuts). One hand-out per iterator, so a
+        # loop left with ``break`` can be continued by the next one.
         if self._records is None:
             self._enter("records")
-            self._records = _records(self._stream, self._position)
+            self._records = HANDOUT(self._stream, self._position)
         return self._records
 
     def __anext__(self) -> Awaitable[T]:
@@ -211,9 +216,19 @@ async def _stream(fetch: Fetch, walk: Walk) -> AsyncGenerator[Received[Any], Non
         await _cancel(in_flight)
 
 
+class _Handout(Protocol[T_co]):
+    """Hands each page's records out in order, one by one; ``position`` shows how far."""
+
+    def __aiter__(self) -> AsyncIterator[T_co]: ...
+
+    def __anext__(self) -> Awaitable[T_co]: ...
+
+    def aclose(self) -> Awaitable[object]: ...
+
+
 async def _records(stream: AsyncGenerator[Received[T], None],
                    position: _Position) -> AsyncGenerator[T, None]:
-    """Each page's records in order, one by one; ``position`` shows how far the caller got."""
+    """The hand-out on Python 3.11: an async generator, ``async for``'s cheapest there."""
     try:
         async for received in stream:
             position.enter(received)
@@ -223,6 +238,41 @@ async def _records(stream: AsyncGenerator[Received[T], None],
                 yield record
     finally:
         await stream.aclose()  # cancels the prefetch when the caller stops early
+
+
+class _Records(Generic[T]):
+    """The hand-out from Python 3.12 on: a coroutine per record, cheaper there than an
+    async generator's item. A ``break`` drops it, and with it the page stream, whose
+    finalizer cancels the prefetch."""
+
+    __slots__ = ("_position", "_stream")
+
+    def __init__(self, stream: AsyncGenerator[Received[T], None],
+                 position: _Position) -> None:
+        self._stream = stream
+        self._position = position
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        position = self._position
+        for record in position.rest:
+            return cast("T", record)
+        while True:
+            received = await self._stream.__anext__()  # StopAsyncIteration at the end
+            position.enter(received)
+            position.rest = rest = iter(received.page.results)
+            del received  # only ``rest`` holds the page: freed once handed out
+            for record in rest:
+                return record
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()  # cancels the prefetch
+
+
+HANDOUT: Final[Callable[[AsyncGenerator[Received[Any], None], _Position], _Handout[Any]]] = (
+    _records if sys.version_info < (3, 12) else _Records)
 
 
 def _launch(fetch: Fetch, walk: Walk,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sippet_async import SippetClient
+from sippet_async import SippetClient, _iterator
 from sippet_async._iterator import TASK_NAME
 from sippet_async.testing import FakeSippet
 
@@ -28,6 +28,16 @@ async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
     gc.collect()
     loop.set_exception_handler(None)
     assert [context.get("message") for context in seen] == []
+
+
+@pytest.fixture(params=["generator", "coroutine"])
+def handout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with each way records are handed out (Python 3.11 uses the generator,
+    3.12 on the coroutine), whatever Python runs the suite."""
+    kind: str = request.param
+    chosen = _iterator._records if kind == "generator" else _iterator._Records
+    monkeypatch.setattr(_iterator, "HANDOUT", chosen)
+    return kind
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from sippet_async.testing import FakeSippet, Reply
 
 from .conftest import KEY, SEEDED, page_requests, page_tasks
 
+pytestmark = pytest.mark.usefixtures("handout")  # each hand-out of records (conftest)
+
 
 def ids(server: FakeSippet) -> list[str]:
     """Contact ids in the server's default order (insertedAt, then id)."""

@@ -14,7 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from sippet_async import SippetClient
+
+pytestmark = pytest.mark.usefixtures("handout")  # each hand-out of records (conftest)
 
 KEY = "sk_test_prefetch_suite_0123456789"
 SIZE = 5  # records per page

@@ -17,6 +17,8 @@ from sippet_async._walk import query_key
 
 from .conftest import SEEDED
 
+pytestmark = pytest.mark.usefixtures("handout")  # each hand-out of records (conftest)
+
 QUERY = query_key("list_contacts", None, None, None)
 
 
