@@ -148,8 +148,7 @@ class RecordIterator(Generic[T]):
 
     async def _next_page(self) -> Page[T]:
         received = await self._stream.__anext__()
-        self._position.enter(received)
-        self._position.rest = iter(())  # the caller holds the whole page
+        self._position.enter(received, iter(()))  # the caller holds the whole page
         return received.page
 
 
@@ -169,9 +168,19 @@ class _Position:
         self.size = 0
         self.rest: Iterator[Any] = iter(())
 
-    def enter(self, received: Received[Any]) -> None:
+    def enter(self, received: Received[Any], rest: Iterator[Any]) -> None:
+        """A new page, of which ``rest`` is still to be handed out."""
         page = received.page
         self.start, self.end, self.size = received.start, page.resume_token, len(page.results)
+        self.rest = rest
+
+    def hand_out(self, received: Received[T]) -> Iterator[T]:
+        """Enter a page whose records go out one by one: the iterator over them. Only it
+        holds the page once the caller drops ``received``, so the page is freed once handed
+        out."""
+        rest = iter(received.page.results)
+        self.enter(received, rest)
+        return rest
 
 
 class _PageIterator(Generic[T]):
@@ -231,8 +240,7 @@ async def _records(stream: AsyncGenerator[Received[T], None],
     """The hand-out on Python 3.11: an async generator, ``async for``'s cheapest there."""
     try:
         async for received in stream:
-            position.enter(received)
-            position.rest = rest = iter(received.page.results)
+            rest = position.hand_out(received)
             del received  # only ``rest`` holds the page: freed once handed out
             for record in rest:
                 yield record
@@ -259,12 +267,8 @@ class _Records(Generic[T]):
         position = self._position
         for record in position.rest:
             return cast("T", record)
-        while True:
-            received = await self._stream.__anext__()  # StopAsyncIteration at the end
-            position.enter(received)
-            position.rest = rest = iter(received.page.results)
-            del received  # only ``rest`` holds the page: freed once handed out
-            for record in rest:
+        while True:  # StopAsyncIteration from the stream at the end
+            for record in position.hand_out(await self._stream.__anext__()):
                 return record
 
     async def aclose(self) -> None:
