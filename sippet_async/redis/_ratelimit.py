@@ -341,9 +341,10 @@ class RedisRateLimit:
             state, now, version = self._fleet(reply[1:])
             decided = adaptive.pushed_back(state, now, pushback.status, pushback.remaining,
                                            pushback.reset)
-            if _policy(decided) == _policy(state):
+            policy = _policy(decided)
+            if policy == _policy(state):
                 return
-            pairs = [part for name, value in zip(POLICY_FIELDS, _policy(decided), strict=True)
+            pairs = [part for name, value in zip(POLICY_FIELDS, policy, strict=True)
                      for part in (name, value if math.isfinite(value) else "")]
             written = await self._policy(keys=self._keys[:1],
                                          args=[version, IDLE_EXPIRY_MS, *pairs])
@@ -498,4 +499,4 @@ def _number(value: bytes | str | None) -> float | None:
 
 def _policy(state: Adaptive) -> tuple[float, ...]:
     """The fields of ``state`` the fleet keeps as its policy (``POLICY_FIELDS``)."""
-    return (state.good, state.cut, state.epoch, state.before, state.share, state.stray)
+    return tuple(getattr(state, name) for name in POLICY_FIELDS)
